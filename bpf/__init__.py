@@ -1,0 +1,1 @@
+"""oomtrace's BPF C sources, installed as the package data `tracer.bpf`."""

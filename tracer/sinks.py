@@ -1,0 +1,83 @@
+"""Where records go: a terminal (text), JSON lines, or a msgpack stream."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import IO, Protocol
+
+import msgpack
+
+FORMATS = ("text", "json", "msgpack")
+_TEXT_SKIP = {"type", "time", "ktime_ns"}
+
+
+class Sink(Protocol):
+    def write(self, record: dict) -> None: ...
+    def flush(self) -> None: ...
+
+
+class JsonSink:
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, record: dict) -> None:
+        self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class MsgpackSink:
+    """One msgpack map per record, back to back: msgpack.Unpacker reads the stream."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self._packer = msgpack.Packer()
+
+    def write(self, record: dict) -> None:
+        self.stream.write(self._packer.pack(record))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class TextSink:
+    """One readable line per record: time, type, then key=value for what is set."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, record: dict) -> None:
+        self.stream.write(format_text(record) + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def format_text(record: dict) -> str:
+    stamp = record.get("time")
+    when = (time.strftime("%H:%M:%S", time.localtime(stamp)) + f".{int(stamp * 1000) % 1000:03d}"
+            if isinstance(stamp, (int, float)) else "--:--:--.---")
+    fields = " ".join(f"{k}={_text_value(v)}" for k, v in record.items()
+                      if k not in _TEXT_SKIP and v is not None)
+    return f"{when} {record.get('type', '?'):<15} {fields}"
+
+
+def _text_value(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    text = str(value)
+    return json.dumps(text) if (" " in text or not text) else text
+
+
+def make_sink(fmt: str, text_stream: IO[str], binary_stream: IO[bytes]) -> Sink:
+    if fmt == "json":
+        return JsonSink(text_stream)
+    if fmt == "msgpack":
+        return MsgpackSink(binary_stream)
+    if fmt == "text":
+        return TextSink(text_stream)
+    raise ValueError(f"unknown output format {fmt!r}; one of {', '.join(FORMATS)}")
