@@ -60,17 +60,17 @@ class Probes:
 
     def open_events(self, on_event: Callable[[int, int, int], None],
                     on_lost: Callable[[int], None], page_cnt: int) -> None:
-        self.bpf["events"].open_perf_buffer(on_event, page_cnt=page_cnt, lost_cb=on_lost)
+        self.bpf[b"events"].open_perf_buffer(on_event, page_cnt=page_cnt, lost_cb=on_lost)
 
     def poll(self, timeout_ms: int) -> None:
         self.bpf.perf_buffer_poll(timeout=timeout_ms)
 
     def pressure(self) -> list[tuple[object, object]]:
         """(pressure_key, pressure_value) pairs of the in-kernel reclaim totals."""
-        return list(self.bpf["pressure"].items())
+        return list(self.bpf[b"pressure"].items())
 
     def bump_pressure_epoch(self) -> int:
-        table = self.bpf["pressure_epoch"]
+        table = self.bpf[b"pressure_epoch"]
         key = table.Key(0)
         epoch = table[key].value + 1
         table[key] = table.Leaf(epoch)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.kernel import CollectingSink
+
+IS_ROOT = os.geteuid() == 0
+ROOT_REASON = "needs root: loads BPF programs and creates memory cgroups on the real kernel"
+
+
+def pytest_collection_modifyitems(config, items):
+    if IS_ROOT:
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError("CI must run the root/BPF tests: run the suite as root")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=ROOT_REASON))
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One header cache for the whole run: the first engine generates, the rest reuse."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def engine(cache_dir):
+    """A started engine polling in a thread; its records collect in engine.sink."""
+    from tracer.engine import Engine, EngineConfig
+
+    sink = CollectingSink()
+    eng = Engine(sink, EngineConfig(cache_dir=cache_dir, pressure_interval=1.0))
+    eng.start()
+    stop = threading.Event()
+    thread = threading.Thread(target=eng.run, args=(stop,), daemon=True)
+    thread.start()
+    yield eng
+    stop.set()
+    thread.join(10)
+    eng.close()

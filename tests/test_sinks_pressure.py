@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import io
+import json
+from types import SimpleNamespace
+
+import msgpack
+
+from tracer.cgroupfs import CgroupPaths, CgroupResolver
+from tracer.pressure import PressureTracker
+from tracer.sinks import format_text, make_sink
+
+REC = {"type": "oom_kill", "time": 1.5, "pid": 3, "comm": "a b", "cgroup": "/x", "memcg": None}
+
+
+def test_msgpack_stream_round_trips():
+    buf = io.BytesIO()
+    sink = make_sink("msgpack", io.StringIO(), buf)
+    sink.write(REC)
+    sink.write({"type": "lost", "count": 2})
+    assert list(msgpack.Unpacker(io.BytesIO(buf.getvalue()))) == [REC, {"type": "lost", "count": 2}]
+
+
+def test_json_lines():
+    out = io.StringIO()
+    sink = make_sink("json", out, io.BytesIO())
+    sink.write(REC)
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == [REC]
+
+
+def test_text_line_skips_unset_fields_and_quotes_spaces():
+    line = format_text(REC)
+    assert "oom_kill" in line and 'comm="a b"' in line and "memcg" not in line and "pid=3" in line
+
+
+def _kv(cg, kind, count, stall, reclaimed, max_stall, epoch):
+    return (SimpleNamespace(cgroup_id=cg, kind=kind),
+            SimpleNamespace(count=count, stall_ns=stall, reclaimed_pages=reclaimed,
+                            max_stall_ns=max_stall, epoch=epoch))
+
+
+def test_pressure_reports_growth_per_cgroup_and_interval_max():
+    r = CgroupResolver({}, CgroupPaths(), clock=lambda: 0.0)
+    r.seen(4, 10, "/a")
+    t = PressureTracker(r, 4, {1: "direct", 2: "memcg"})
+    first = t.records([_kv(10, 2, 5, 500, 7, 200, 0), _kv(10, 1, 1, 50, 0, 50, 0)], 0, 1.0, 100.0)
+    assert len(first) == 1
+    assert (first[0]["cgroup"], first[0]["memcg_reclaims"], first[0]["direct_reclaims"]) == ("/a", 5, 1)
+    assert (first[0]["stall_ns"], first[0]["max_stall_ns"], first[0]["reclaimed_pages"]) == (550, 200, 7)
+    # Nothing new: no record. Growth in epoch 1 only: the delta, and the max of epoch 1.
+    assert t.records([_kv(10, 2, 5, 500, 7, 200, 0)], 1, 1.0, 101.0) == []
+    third = t.records([_kv(10, 2, 8, 800, 7, 90, 2)], 2, 1.0, 102.0)
+    assert (third[0]["memcg_reclaims"], third[0]["stall_ns"], third[0]["max_stall_ns"]) == (3, 300, 90)
