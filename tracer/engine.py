@@ -86,6 +86,7 @@ class Engine:
             "headers_generated_seconds": round(source.seconds, 3) if source.generated else None,
             "probes": list(self.probes.attached),
             "missing": dict(self.probes.missing),
+            "notes": list(self.probes.notes),
             "memory_hierarchy": memory.name if memory else None,
             "cgroup_version": memory.version if memory else None,
             "startup_seconds": round(time.monotonic() - t0, 3),

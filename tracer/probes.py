@@ -11,7 +11,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import bpf_source
+from pathlib import Path
+
+from . import bpf_source, headers
 from .errors import ProbeError
 from .headers import HeaderSource
 from .host import HostFacts
@@ -57,6 +59,7 @@ class Probes:
     bpf: object
     attached: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)  # probe -> why not
+    notes: list[str] = field(default_factory=list)
 
     def open_events(self, on_event: Callable[[int, int, int], None],
                     on_lost: Callable[[int], None], page_cnt: int) -> None:
@@ -90,12 +93,16 @@ def load(plan: ProbePlan, source: HeaderSource) -> Probes:
             "the bcc Python module is missing: install python3-bpfcc and run oomtrace with the "
             "system python3 (or a venv made with --system-site-packages)") from e
     program = bpf_source.bpf_dir() / bpf_source.PROGRAM
+    notes = []
     try:
-        bpf = BPF(src_file=str(program).encode(), cflags=plan.cflags())
-    except Exception as e:  # BCC raises bare Exception on compile errors
-        raise ProbeError(f"BCC could not compile {program.name} with {source.kind} headers "
-                         f"({source.path}): {e}") from e
-    probes = Probes(bpf)
+        bpf = _compile(BPF, program, plan.cflags(), source)
+    except ProbeError:
+        if source.kind != "btf":
+            raise
+        # The trimmed BTF dump missed something this kernel needs: the whole dump is slower but complete.
+        bpf = _compile(BPF, program, plan.cflags() + [headers.FULL_BTF_FLAG], source)
+        notes.append("trimmed BTF headers failed to compile; used the whole BTF dump")
+    probes = Probes(bpf, notes=notes)
     if plan.mark_victim_task_arg:  # BCC attached its TRACEPOINT_PROBE when loading
         probes.attached.append("tracepoint oom:mark_victim (figures)")
     try:
@@ -113,6 +120,14 @@ def load(plan: ProbePlan, source: HeaderSource) -> Probes:
             _attach_optional(probes, f"raw tracepoint vmscan:{tp}", _raw_tp(bpf, tp, fn))
     _free_compiler_memory(bpf)
     return probes
+
+
+def _compile(bpf_class: type, program: Path, cflags: list[str], source: HeaderSource) -> object:
+    try:
+        return bpf_class(src_file=str(program).encode(), cflags=cflags)
+    except Exception as e:  # BCC raises bare Exception on compile errors
+        raise ProbeError(f"BCC could not compile {program.name} with {source.kind} headers "
+                         f"({source.path}): {e}") from e
 
 
 def _raw_tp(bpf: object, tp: str, fn: str) -> Callable[[], object]:
@@ -147,11 +162,41 @@ def _attach_optional(probes: Probes, name: str, attach: Callable[[], object]) ->
     return True
 
 
+_MADV_DONTNEED = 4
+_COMPILER_LIBS = ("libLLVM", "libclang-cpp", "libclang.so")  # not libbcc: it reads the perf buffer
+
+
 def _free_compiler_memory(bpf: object) -> None:
-    """Release LLVM's memory once everything is loaded: it is most of the process's RSS."""
+    """Release the compiler's memory once everything is loaded: it is most of the RSS.
+
+    BCC's free_bcc_memory() only covers an LLVM linked into libbcc; Debian links it as shared
+    libraries, whose code pages are then dropped here. Only executable mappings: they are
+    clean file pages (PIC code is never relocated), so a later use just faults them back in.
+    """
     free = getattr(bpf, "free_bcc_memory", None)
     if free is not None:
         free()
+    libc = ctypes.CDLL(None, use_errno=True)
+    for start, end in compiler_code_mappings():
+        libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED)
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+def compiler_code_mappings(maps: Path = Path("/proc/self/maps")) -> list[tuple[int, int]]:
+    """(start, end) of the executable, private, file-backed mappings of the compiler libraries."""
+    found = []
+    try:
+        lines = maps.read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[1] == "r-xp" and any(lib in parts[5] for lib in _COMPILER_LIBS):
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            found.append((start, end))
+    return found
 
 
 def read_event(data: int, size: int) -> bytes:
