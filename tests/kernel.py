@@ -87,6 +87,9 @@ class CollectingSink:
     def flush(self) -> None:
         pass
 
+    def alive(self) -> bool:
+        return True
+
     def of_type(self, kind: str) -> list[dict]:
         with self._cond:
             return [r for r in self.records if r["type"] == kind]

@@ -102,3 +102,10 @@ def test_doctor_reports_this_kernel(cache_dir):
     assert "tracepoint oom:mark_victim" in out
     kprobes = os.path.exists("/sys/bus/event_source/devices/kprobe/type")
     assert ("kprobes           yes" in out) == kprobes
+
+
+def test_run_into_a_closed_pipe_stops_quietly(cache_dir):
+    done = subprocess.run(f"{sys.executable} -m tracer run -o json --cache-dir {cache_dir} | head -c 10",
+                          shell=True, capture_output=True, text=True, timeout=60)
+    assert done.stdout == '{"type":"s'
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr

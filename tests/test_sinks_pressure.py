@@ -51,3 +51,16 @@ def test_pressure_reports_growth_per_cgroup_and_interval_max():
     assert t.records([_kv(10, 2, 5, 500, 7, 200, 0)], 1, 1.0, 101.0) == []
     third = t.records([_kv(10, 2, 8, 800, 7, 90, 2)], 2, 1.0, 102.0)
     assert (third[0]["memcg_reclaims"], third[0]["stall_ns"], third[0]["max_stall_ns"]) == (3, 300, 90)
+
+
+def test_a_pipe_whose_reader_closed_is_not_alive():
+    import os
+
+    from tracer.sinks import reader_alive
+
+    r, w = os.pipe()
+    with os.fdopen(w, "wb") as stream:
+        assert reader_alive(stream)
+        os.close(r)
+        assert not reader_alive(stream)
+    assert reader_alive(io.BytesIO())  # no descriptor: nothing to tell

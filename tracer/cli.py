@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -50,9 +51,15 @@ def run(output: str, types: tuple[str, ...], cgroup_prefix: str | None, pressure
     except OomtraceError as e:
         raise click.ClickException(str(e)) from e
     except BrokenPipeError:
-        sys.stderr.close()  # the reader went away: nothing more to say
+        _discard_stdout()  # the reader went away (`| head`): stop quietly
     finally:
         engine.close()
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so that flushing what is still buffered cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 @main.command()

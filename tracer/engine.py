@@ -98,7 +98,7 @@ class Engine:
     # --- run ----------------------------------------------------------------------
 
     def run(self, stop: threading.Event, duration: float | None = None) -> None:
-        """Poll until STOP is set (or DURATION seconds pass), then flush."""
+        """Poll until STOP is set, DURATION seconds pass or the sink's reader goes away."""
         assert self.probes is not None, "start() first"
         deadline = None if duration is None else time.monotonic() + duration
         interval = self.config.pressure_interval
@@ -111,7 +111,7 @@ class Engine:
                 self.emit_pressure(interval)
                 next_pressure = now + interval
             self.sink.flush()
-            if deadline is not None and now >= deadline:
+            if (deadline is not None and now >= deadline) or not self.sink.alive():
                 break
         self.probes.poll(0)  # what is already buffered is not lost on stop
         self._flush_lost()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import time
 from typing import IO, Protocol
 
@@ -15,44 +16,52 @@ _TEXT_SKIP = {"type", "time", "ktime_ns"}
 class Sink(Protocol):
     def write(self, record: dict) -> None: ...
     def flush(self) -> None: ...
+    def alive(self) -> bool: ...
 
 
-class JsonSink:
-    def __init__(self, stream: IO[str]) -> None:
+def reader_alive(stream: IO) -> bool:
+    """False once the reading end of a pipe has gone away (a pipe's writer then sees POLLERR)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return True
+    poller = select.poll()
+    poller.register(fd, 0)  # POLLERR and POLLHUP are always reported
+    return not any(ev & select.POLLERR for _, ev in poller.poll(0))
+
+
+class _StreamSink:
+    def __init__(self, stream: IO) -> None:
         self.stream = stream
-
-    def write(self, record: dict) -> None:
-        self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     def flush(self) -> None:
         self.stream.flush()
 
+    def alive(self) -> bool:
+        return reader_alive(self.stream)
 
-class MsgpackSink:
+
+class JsonSink(_StreamSink):
+    def write(self, record: dict) -> None:
+        self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+class MsgpackSink(_StreamSink):
     """One msgpack map per record, back to back: msgpack.Unpacker reads the stream."""
 
     def __init__(self, stream: IO[bytes]) -> None:
-        self.stream = stream
+        super().__init__(stream)
         self._packer = msgpack.Packer()
 
     def write(self, record: dict) -> None:
         self.stream.write(self._packer.pack(record))
 
-    def flush(self) -> None:
-        self.stream.flush()
 
-
-class TextSink:
+class TextSink(_StreamSink):
     """One readable line per record: time, type, then key=value for what is set."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
 
     def write(self, record: dict) -> None:
         self.stream.write(format_text(record) + "\n")
-
-    def flush(self) -> None:
-        self.stream.flush()
 
 
 def format_text(record: dict) -> str:

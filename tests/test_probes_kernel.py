@@ -1,0 +1,44 @@
+"""Loading on the real kernel: the full-BTF fallback and releasing the compiler's pages."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tracer import headers, host, probes
+
+pytestmark = pytest.mark.root
+
+
+@pytest.mark.skipif(not headers.BTF_PATH.is_file(), reason="this kernel has no BTF to generate headers from")
+def test_broken_trimmed_headers_fall_back_to_the_whole_dump(cache_dir, tmp_path):
+    good = headers.ensure_btf_tree(cache_dir, host.platform.release())
+    tree = tmp_path / "tree"
+    shutil.copytree(good.path, tree)
+    (tree / "include" / "oomtrace_vmlinux.h").write_text("#error trimmed dump is broken\n")
+    plan = probes.ProbePlan.from_host(host.gather(), reclaim=False)
+    loaded = probes.load(plan, headers.HeaderSource("btf", str(tree)))
+    try:
+        assert "raw tracepoint oom:mark_victim" in loaded.attached
+        assert loaded.notes == ["trimmed BTF headers failed to compile; used the whole BTF dump"]
+    finally:
+        loaded.close()
+
+
+def test_compiler_code_is_released_after_loading(cache_dir):
+    plan = probes.ProbePlan.from_host(host.gather(), reclaim=False)
+    loaded = probes.load(plan, headers.choose(cache_dir))
+    try:
+        mappings = probes.compiler_code_mappings()
+        assert mappings, "BCC's compiler libraries should be mapped in this process"
+        smaps = Path("/proc/self/smaps").read_text().split("\n")
+        resident = 0
+        for i, line in enumerate(smaps):
+            start = line.split("-")[0]
+            if any(start == f"{s:x}" for s, _ in mappings):
+                resident += int(next(l for l in smaps[i:i + 8] if l.startswith("Rss:")).split()[1])
+        assert resident < 8 * 1024, f"{resident} kB of compiler code still resident"
+    finally:
+        loaded.close()
