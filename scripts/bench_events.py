@@ -24,9 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.kernel import CollectingSink, MemCgroup, go, spawn_hog  # noqa: E402
+from tests.kernel import MemCgroup, go, running_engine, spawn_hog  # noqa: E402
 from tracer import headers  # noqa: E402
-from tracer.engine import Engine, EngineConfig  # noqa: E402
 
 MiB = 1 << 20
 BARE = r"""
@@ -106,29 +105,21 @@ def bare_latency(source: headers.HeaderSource, kills: int) -> list[float]:
 
 
 def engine_figures(cache: Path, kills: int, storm: int) -> dict:
-    sink = CollectingSink()
-    eng = Engine(sink, EngineConfig(cache_dir=cache, pressure_interval=0))
-    eng.start()
-    stop = threading.Event()
-    thread = threading.Thread(target=eng.run, args=(stop,), daemon=True)
-    thread.start()
-    pids = set(oom_kills(kills, "engine"))
-    root = MemCgroup.create(f"oomtrace-bench-storm-{os.getpid()}", 64 * MiB)
-    t0 = time.monotonic()
-    dirs = [root.dir / f"c{i}" for i in range(storm)]
-    for d in dirs:
-        d.mkdir()
-    for d in dirs:
-        d.rmdir()
-    storm_s = time.monotonic() - t0
-    prefix = root.path + "/"
-    sink.wait_for(lambda rs: sum(r["type"] == "cgroup_delete" and r["cgroup"].startswith(prefix)
-                                 for r in rs) >= storm, timeout=30)
-    root.remove()
-    stop.set()
-    thread.join(10)
-    eng.close()
-    recs = sink.records
+    with running_engine(cache, pressure_interval=0) as eng:
+        pids = set(oom_kills(kills, "engine"))
+        root = MemCgroup.create(f"oomtrace-bench-storm-{os.getpid()}", 64 * MiB)
+        t0 = time.monotonic()
+        dirs = [root.dir / f"c{i}" for i in range(storm)]
+        for d in dirs:
+            d.mkdir()
+        for d in dirs:
+            d.rmdir()
+        storm_s = time.monotonic() - t0
+        prefix = root.path + "/"
+        eng.sink.wait_for(lambda rs: sum(r["type"] == "cgroup_delete" and r["cgroup"].startswith(prefix)
+                                         for r in rs) >= storm, timeout=30)
+        root.remove()
+    recs = eng.sink.records
     lat = [(r["_arrived_ns"] - r["ktime_ns"]) / 1e6 for r in recs if r["type"] == "oom_kill" and r["pid"] in pids]
     delivered = sum(r["type"].startswith("cgroup_") and (r["cgroup"] or "").startswith(prefix) for r in recs)
     return {"latency": lat, "kills_seen": len(lat), "delivered": delivered, "generated": 2 * storm,

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
 
-from tests.kernel import CollectingSink
+from tests.kernel import running_engine
 
 IS_ROOT = os.geteuid() == 0
 ROOT_REASON = "needs root: loads BPF programs and creates memory cgroups on the real kernel"
@@ -31,15 +30,5 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def engine(cache_dir):
     """A started engine polling in a thread; its records collect in engine.sink."""
-    from tracer.engine import Engine, EngineConfig
-
-    sink = CollectingSink()
-    eng = Engine(sink, EngineConfig(cache_dir=cache_dir, pressure_interval=1.0))
-    eng.start()
-    stop = threading.Event()
-    thread = threading.Thread(target=eng.run, args=(stop,), daemon=True)
-    thread.start()
-    yield eng
-    stop.set()
-    thread.join(10)
-    eng.close()
+    with running_engine(cache_dir, pressure_interval=1.0) as eng:
+        yield eng

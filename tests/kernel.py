@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,3 +105,21 @@ class CollectingSink:
                     break
                 self._cond.wait(left)
             return list(self.records)
+
+
+@contextmanager
+def running_engine(cache_dir: Path, pressure_interval: float):
+    """A started engine polling in a thread, its records collecting in engine.sink."""
+    from tracer.engine import Engine, EngineConfig
+
+    engine = Engine(CollectingSink(), EngineConfig(cache_dir=cache_dir, pressure_interval=pressure_interval))
+    engine.start()
+    stop = threading.Event()
+    thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield engine
+    finally:
+        stop.set()
+        thread.join(10)
+        engine.close()
