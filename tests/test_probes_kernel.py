@@ -42,3 +42,29 @@ def test_compiler_code_is_released_after_loading(cache_dir):
         assert resident < 8 * 1024, f"{resident} kB of compiler code still resident"
     finally:
         loaded.close()
+
+
+@pytest.mark.parametrize("task_arg", [True, False], ids=["mark_victim-task", "mark_victim-pid-only"])
+def test_every_program_passes_this_kernels_verifier(cache_dir, task_arg):
+    """Loading runs the verifier even where a probe cannot attach (no kprobes here)."""
+    import os
+
+    from bcc import BPF
+
+    from tracer import bpf_source
+
+    if task_arg:  # that variant's classic tracepoint half is compiled against tracefs's format
+        assert host.gather().mark_victim_task_arg, "this kernel's mark_victim has no task argument"
+    os.environ.update(headers.choose(cache_dir).environ())
+    plan = probes.ProbePlan(kprobe_symbol=None, mark_victim_task_arg=task_arg)
+    program = bpf_source.bpf_dir() / bpf_source.PROGRAM
+    bpf = BPF(src_file=str(program).encode(), cflags=plan.cflags())
+    try:
+        kinds = {b"on_oom_kill_process": BPF.KPROBE, b"on_oom_kill_process_return": BPF.KPROBE}
+        names = [b"on_mark_victim", b"on_cgroup_mkdir", b"on_cgroup_rmdir", b"on_reclaim_begin",
+                 b"on_direct_reclaim_end", b"on_memcg_reclaim_end", *kinds]
+        for name in names:
+            fn = bpf.load_func(name, kinds.get(name, BPF.RAW_TRACEPOINT))
+            assert fn.fd >= 0
+    finally:
+        bpf.cleanup()
