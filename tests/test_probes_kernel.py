@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.root
 
 @pytest.mark.skipif(not headers.BTF_PATH.is_file(), reason="this kernel has no BTF to generate headers from")
 def test_broken_trimmed_headers_fall_back_to_the_whole_dump(cache_dir, tmp_path):
-    good = headers.ensure_btf_tree(cache_dir, host.platform.release())
+    good = headers.ensure_btf_tree(cache_dir, platform.release())
     tree = tmp_path / "tree"
     shutil.copytree(good.path, tree)
     (tree / "include" / "oomtrace_vmlinux.h").write_text("#error trimmed dump is broken\n")

@@ -16,11 +16,13 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import btf_trim
+from .bpf_source import bpf_dir
 from .errors import KernelUnsupported
 
 # Bump when the generated tree's layout changes, so old caches are not reused.
@@ -113,8 +115,6 @@ def cache_key(btf: Path, release: str, bcc_version: str) -> str:
 
 
 def _program_sources() -> list[str]:
-    from .bpf_source import bpf_dir
-
     return [p.read_text() for p in sorted(bpf_dir().glob("*.[ch]"))]
 
 
@@ -125,8 +125,6 @@ def btf_tree_path(cache_dir: Path, release: str, btf: Path = BTF_PATH) -> Path:
 
 def ensure_btf_tree(cache_dir: Path, release: str, btf: Path = BTF_PATH) -> HeaderSource:
     """Return the cached BTF header tree for this kernel, generating it on first use."""
-    import time
-
     tree = btf_tree_path(cache_dir, release, btf)
     if (tree / "include" / "linux" / "types.h").is_file():
         return HeaderSource("btf", str(tree))
@@ -238,8 +236,6 @@ def parse_kconfig(text: str) -> dict[str, str]:
 
 def extra_stubs() -> list[str]:
     """Every <header> the shipped BPF programs include: the BTF tree stubs them out."""
-    from .bpf_source import bpf_dir
-
     names = set(_BCC_HELPER_INCLUDES)
     for src in bpf_dir().glob("*.c"):
         names.update(_INCLUDE_RE.findall(src.read_text()))
