@@ -134,3 +134,21 @@ def test_memory_pressure_summaries_name_the_reclaiming_cgroup(engine):
         assert s["cgroup_id"] == cg.id
     finally:
         cg.remove()
+
+
+def test_a_pod_level_limit_names_the_pod_as_memcg_and_the_container_as_cgroup(engine):
+    pod = MemCgroup.create(_name("pod"), 24 * MiB)
+    ctr = MemCgroup(pod.path + "/ctr", pod.dir / "ctr")
+    ctr.dir.mkdir()  # no limit of its own: the pod's limit is the one that is hit
+    try:
+        hog = spawn_hog(ctr)
+        go([hog])
+        assert hog.wait(30) == -9
+        recs = engine.sink.wait_for(lambda rs: _kills_in(rs, {ctr.path}))
+        [k] = _kills_in(recs, {ctr.path})
+        assert k["pid"] == hog.pid and k["cgroup_id"] == ctr.id
+        assert (k["constraint"], k["memcg"], k["memcg_id"]) == ("memcg", pod.path, pod.id)
+        assert k["memcg_limit"] == 24 * MiB
+    finally:
+        ctr.remove()
+        pod.remove()
