@@ -79,13 +79,13 @@ def _cgroups(hierarchies: dict[int, cgroupfs.Hierarchy]) -> str:
 
 
 def _probe_lines(facts: host.HostFacts) -> list[str]:
-    lines = []
     if facts.oom_kill_symbol:
-        lines.append(f"kprobe {facts.oom_kill_symbol:<34} OOM context: constraint, OOMing memcg, usage/limit, points")
+        rows = [(f"kprobe {facts.oom_kill_symbol}", "OOM context: constraint, OOMing memcg, usage/limit, points")]
     else:
-        lines.append("kprobe oom_kill_process             not available: constraint and OOMing memcg are "
-                     "inferred (nearest memcg at its limit)")
+        rows = [("kprobe oom_kill_process",
+                 "not available: constraint and OOMing memcg are inferred (nearest memcg at its limit)")]
     for group, name, what in _TRACEPOINTS:
         present = facts.tracefs is not None and (facts.tracefs / "events" / group / name).is_dir()
-        lines.append(f"tracepoint {group}:{name:<28} " + (what if present else "missing on this kernel"))
-    return lines
+        rows.append((f"tracepoint {group}:{name}", what if present else "missing on this kernel"))
+    width = max(len(probe) for probe, _ in rows)
+    return [f"{probe:<{width}}  {what}" for probe, what in rows]

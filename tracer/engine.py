@@ -11,7 +11,7 @@ import platform
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__, bpf_source, cgroupfs, headers, host, probes
@@ -38,7 +38,6 @@ class EngineStats:
     records: int = 0
     lost: int = 0
     errors: int = 0
-    started: float = field(default_factory=time.monotonic)
 
 
 class Engine:
