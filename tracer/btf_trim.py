@@ -78,10 +78,15 @@ def trim(dump: str, roots: Iterable[str]) -> str:
     return declarations + "\n" + "\n\n".join(it.text for it in items if it.always or it.name in keep)
 
 
+def identifiers(text: str) -> set[str]:
+    """Every C identifier in TEXT."""
+    return set(_IDENT.findall(text))
+
+
 def roots_of(sources: Iterable[str]) -> set[str]:
     """struct/union tags and identifiers a set of C sources mentions."""
     roots: set[str] = set()
     for text in sources:
         roots.update(f"{k} {t}" for k, t, _ in _REF.findall(text))
-        roots.update(_IDENT.findall(text))
+        roots.update(identifiers(text))
     return roots

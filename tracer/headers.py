@@ -50,7 +50,6 @@ _INCLUDE_RE = re.compile(r'^\s*#\s*include\s*<([^>]+)>', re.MULTILINE)
 _TAG_RE = re.compile(r"\b(?:struct|union|enum)\s+(\w+)\s*\{")
 _ENUM_RE = re.compile(r"\benum\s+(\w*)\s*\{(.*?)\}", re.DOTALL)
 _ENUMERATOR_RE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:=|$)")
-_IDENT_RE = re.compile(r"\b[A-Za-z_]\w*\b")
 _COMMENT_RE = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
 
 
@@ -135,7 +134,7 @@ def ensure_btf_tree(cache_dir: Path, release: str, btf: Path = BTF_PATH) -> Head
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=tree.parent))
     try:
         dump = dump_btf_c(btf)
-        roots = btf_trim.roots_of(_program_sources()) | set(_IDENT_RE.findall(uapi)) | {"struct pt_regs"}
+        roots = btf_trim.roots_of(_program_sources()) | btf_trim.identifiers(uapi) | {"struct pt_regs"}
         write_btf_tree(tmp, dump, uapi, read_kconfig(), release, extra_stubs(), btf_trim.trim(dump, roots))
         try:
             os.rename(tmp, tree)
@@ -237,8 +236,8 @@ def parse_kconfig(text: str) -> dict[str, str]:
 def extra_stubs() -> list[str]:
     """Every <header> the shipped BPF programs include: the BTF tree stubs them out."""
     names = set(_BCC_HELPER_INCLUDES)
-    for src in bpf_dir().glob("*.c"):
-        names.update(_INCLUDE_RE.findall(src.read_text()))
+    for text in _program_sources():
+        names.update(_INCLUDE_RE.findall(text))
     return sorted(names)
 
 
