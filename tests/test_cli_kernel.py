@@ -42,7 +42,7 @@ def _oom_once(tag: str) -> tuple[MemCgroup, int]:
 def test_run_json_then_signal(cache_dir, sig):
     proc = _oomtrace("run", "-o", "json", "--cache-dir", str(cache_dir), "--type", "oom_kill")
     start = json.loads(_wait_start(proc))
-    assert start["type"] == "start" and start["schema"] == 1
+    assert start["type"] == "start" and start["schema"] == 2
     cg, pid = _oom_once("json")
     time.sleep(0.5)
     proc.send_signal(sig)

@@ -65,7 +65,7 @@ def test_victim_path_is_kept_after_its_cgroup_is_removed(engine):
     kills = _kills_in(recs, {cg.path})
     deletes = [r for r in recs if r["type"] == "cgroup_delete" and r["cgroup"] == cg.path]
     assert len(kills) == 1 and len(deletes) == 1
-    assert deletes[0]["id"] == kills[0]["cgroup_id"]
+    assert deletes[0]["cgroup_id"] == kills[0]["cgroup_id"]
     assert engine.probes is not None
     # The cache still resolves the removed cgroup's id.
     assert engine._builder.resolver.path(engine._builder.memory_hierarchy, kills[0]["cgroup_id"]) == cg.path
@@ -109,7 +109,7 @@ def test_cgroup_storm_every_create_and_delete_seen(engine):
         recs = engine.sink.wait_for(lambda rs: len(storm(rs, "cgroup_delete")) >= n, timeout=30)
         creates, deletes = storm(recs, "cgroup_create"), storm(recs, "cgroup_delete")
         assert len(creates) == n and len(deletes) == n
-        assert {r["cgroup"]: r["id"] for r in creates} == {prefix + k: v for k, v in ids.items()}
+        assert {r["cgroup"]: r["cgroup_id"] for r in creates} == {prefix + k: v for k, v in ids.items()}
         assert {r["cgroup"] for r in deletes} == {prefix + d.name for d in dirs}
         assert all(r["hierarchy"] == "memory" and r["level"] == 2 for r in creates)
         assert engine.stats.lost == 0 and not engine.sink.of_type("lost")

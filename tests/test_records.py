@@ -59,7 +59,7 @@ def test_cgroup_event_feeds_the_resolver(builder):
                                    path=b"/a/b", path_len=4)
     rec = builder.decode(bytes(ev))
     assert rec == {"type": "cgroup_create", "time": rec["time"], "ktime_ns": 0, "cgroup": "/a/b",
-                   "id": 777, "hierarchy": "memory", "level": 2}
+                   "cgroup_id": 777, "hierarchy": "memory", "level": 2}
     assert builder.resolver.path(4, 777) == "/a/b"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__, bpf_source, cgroupfs, headers, host, probes
 from .pressure import PressureTracker
-from .records import SCHEMA_VERSION, Clock, RecordBuilder, RecordFilter
+from .records import SCHEMA_VERSION, Clock, RecordBuilder, RecordFilter, RecordStamper
 from .sinks import Sink
 
 DEFAULT_CACHE_DIR = Path("/var/cache/oomtrace")
@@ -30,6 +30,7 @@ class EngineConfig:
     cgroup_cache_size: int = 65536
     poll_ms: int = 100
     protect_from_oom: bool = True  # oom_score_adj -1000: the tracer must outlive the OOM
+    node: str | None = None  # the node name in every record; None: the hostname
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Engine:
         self.config = config or EngineConfig()
         self.filter = record_filter or RecordFilter()
         self.stats = EngineStats()
+        self._stamper = RecordStamper(self.config.node or socket.gethostname())
         self.probes: probes.Probes | None = None
         self._builder: RecordBuilder | None = None
         self._pressure: PressureTracker | None = None
@@ -77,7 +79,8 @@ class Engine:
             "time": round(time.time(), 6),
             "schema": SCHEMA_VERSION,
             "version": __version__,
-            "node": socket.gethostname(),
+            "node": self._stamper.node,
+            "hostname": socket.gethostname(),
             "kernel": facts.release,
             "arch": platform.machine(),
             "headers": source.kind,
@@ -152,7 +155,7 @@ class Engine:
     def _emit(self, record: dict) -> None:
         if self.filter.accepts(record):
             self.stats.records += 1
-            self.sink.write(record)
+            self.sink.write(self._stamper.stamp(record))
 
 
 def _set_oom_score_adj(value: int) -> None:

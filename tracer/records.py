@@ -14,9 +14,11 @@ from pathlib import Path
 from .bpf_source import Layout
 from .cgroupfs import CgroupResolver
 
-SCHEMA_VERSION = 1
-RECORD_TYPES = ("start", "oom_kill", "cgroup_create", "cgroup_delete", "memory_pressure", "lost", "error")
+SCHEMA_VERSION = 2
+RECORD_TYPES = ("start", "oom_kill", "cgroup_create", "cgroup_delete", "memory_pressure", "lost", "error",
+                "forward_status")
 _TYPE = "OT_EVENT_"
+ALWAYS_PASS = frozenset({"start", "lost", "error", "forward_status"})
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ class RecordBuilder:
             "time": self.clock.wall(e.ktime_ns),
             "ktime_ns": e.ktime_ns,
             "cgroup": path,
-            "id": e.id,
+            "cgroup_id": e.id,
             "hierarchy": self.resolver.name(e.hierarchy),
             "level": e.level,
         }
@@ -142,16 +144,35 @@ def _text(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
+class RecordStamper:
+    """Gives each record its node and an id unique across agents and restarts.
+
+    The id (a random per-run prefix and a sequence number) travels with the record through
+    the spool and every resend, so that a collector stores each record once.
+    """
+
+    def __init__(self, node: str, prefix: str | None = None) -> None:
+        self.node = node
+        self.prefix = prefix or os.urandom(8).hex()
+        self._seq = 0
+
+    def stamp(self, record: dict) -> dict:
+        self._seq += 1
+        record["id"] = f"{self.prefix}-{self._seq:x}"
+        record["node"] = self.node
+        return record
+
+
 @dataclass(frozen=True)
 class RecordFilter:
-    """--type and --cgroup. start, lost and error records always pass: nothing goes silently."""
+    """--type and --cgroup. start, lost, error and forward_status always pass: nothing goes silently."""
 
     types: frozenset[str] | None = None
     cgroup_prefix: str | None = None
 
     def accepts(self, record: dict) -> bool:
         kind = record["type"]
-        if kind in ("start", "lost", "error"):
+        if kind in ALWAYS_PASS:
             return True
         if self.types is not None and kind not in self.types:
             return False

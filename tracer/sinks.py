@@ -10,7 +10,7 @@ from typing import IO, Protocol
 import msgpack
 
 FORMATS = ("text", "json", "msgpack")
-_TEXT_SKIP = {"type", "time", "ktime_ns"}
+_TEXT_SKIP = {"type", "time", "ktime_ns", "id", "node"}
 
 
 class Sink(Protocol):
@@ -68,12 +68,12 @@ def format_text(record: dict) -> str:
     stamp = record.get("time")
     when = (time.strftime("%H:%M:%S", time.localtime(stamp)) + f".{int(stamp * 1000) % 1000:03d}"
             if isinstance(stamp, (int, float)) else "--:--:--.---")
-    fields = " ".join(f"{k}={_text_value(v)}" for k, v in record.items()
+    fields = " ".join(f"{k}={text_value(v)}" for k, v in record.items()
                       if k not in _TEXT_SKIP and v is not None)
     return f"{when} {record.get('type', '?'):<15} {fields}"
 
 
-def _text_value(value: object) -> str:
+def text_value(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
     if isinstance(value, dict):
@@ -90,3 +90,21 @@ def make_sink(fmt: str, text_stream: IO[str], binary_stream: IO[bytes]) -> Sink:
     if fmt == "text":
         return TextSink(text_stream)
     raise ValueError(f"unknown output format {fmt!r}; one of {', '.join(FORMATS)}")
+
+
+class TeeSink:
+    """The same records to several sinks (stdout and a collector)."""
+
+    def __init__(self, *sinks: Sink) -> None:
+        self.sinks = sinks
+
+    def write(self, record: dict) -> None:
+        for sink in self.sinks:
+            sink.write(record)
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+    def alive(self) -> bool:
+        return all(sink.alive() for sink in self.sinks)

@@ -1,0 +1,308 @@
+"""The collector: the Forward protocol in (TCP, TLS, unix socket) or a record stream on stdin,
+SQLite out.
+
+A connection reads a frame, hands its rows to the one writer thread and acks the chunk only
+once the writer has committed it. The writer puts whatever is waiting into one transaction
+(group commit), so many agents cost one fsync per round, not one per chunk. A bad frame
+closes its own connection with a logged reason; other connections and stored records are
+untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ipaddress
+import logging
+import os
+import queue
+import select
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import msgpack
+
+from . import store, wire
+from .metrics import Metrics
+
+log = logging.getLogger("oomtrace.collect")
+_NOTHING = object()
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    db: Path
+    listen: tuple[wire.Address, ...] = (wire.Address("tcp", "127.0.0.1", 24224),)
+    hostname: str = field(default_factory=socket.gethostname)
+    shared_key: str | None = None
+    tls_cert: Path | None = None  # with tls_key: every TCP listener speaks TLS
+    tls_key: Path | None = None
+    max_frame: int = wire.DEFAULT_MAX_FRAME
+    retention: store.Retention = store.Retention()
+    synchronous: str = "full"
+    handshake_timeout: float = 10.0
+    expire_interval: float = 60.0
+    batch_rows: int = 50_000  # at most this many rows in one transaction
+
+
+class Writer:
+    """The store's only thread. submit() returns a future that is done once the rows are committed."""
+
+    def __init__(self, config: CollectorConfig, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self._queue: queue.Queue = queue.Queue()
+        self._ready = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, name="oomtrace-store", daemon=True)
+        self._thread.start()
+        self._ready.result()  # the database opened, or its error raised here
+
+    def submit(self, rows: list[tuple]) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((rows, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            db = store.Store(self.config.db, self.config.synchronous)
+        except Exception as e:  # noqa: BLE001 - handed to the opener
+            self._ready.set_exception(e)
+            return
+        self._ready.set_result(None)
+        next_expire = 0.0
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                batch = [item]
+                size = len(item[0])
+                while size < self.config.batch_rows:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        self._queue.put(None)  # finish this round first
+                        break
+                    batch.append(item)
+                    size += len(item[0])
+                self._commit(db, batch)
+                if time.monotonic() >= next_expire:
+                    self.metrics.expired.inc(db.expire(self.config.retention))
+                    next_expire = time.monotonic() + self.config.expire_interval
+        finally:
+            db.close()
+
+    def _commit(self, db: store.Store, batch: list) -> None:
+        try:
+            added = db.add([row for rows, _ in batch for row in rows])
+        except Exception as e:  # noqa: BLE001 - each waiter gets the error; nothing is acked
+            log.error("store: %s", e)
+            for _, future in batch:
+                future.set_exception(e)
+            return
+        self.metrics.count_added(added)
+        for _, future in batch:
+            future.set_result(None)
+
+
+class Collector:
+    def __init__(self, config: CollectorConfig, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.writer = Writer(config, self.metrics)
+        self.addresses: list[wire.Address] = []  # where it listens, ports resolved
+        self._servers: list[asyncio.AbstractServer] = []
+        self._ssl = _server_tls(config) if config.tls_cert else None
+
+    # --- sockets ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for addr in self.config.listen:
+            if addr.kind == "tcp":
+                server = await asyncio.start_server(self._connection, addr.host, addr.port, ssl=self._ssl)
+                host, port = server.sockets[0].getsockname()[:2]
+                self.addresses.append(wire.Address("tcp", host, port))
+                if not _loopback(host) and self.config.shared_key is None:
+                    log.warning("listening on %s without a shared key: anyone who reaches it can write",
+                                self.addresses[-1])
+            elif addr.kind == "unix":
+                Path(addr.path).unlink(missing_ok=True)
+                server = await asyncio.start_unix_server(self._connection, addr.path)
+                os.chmod(addr.path, 0o660)
+                self.addresses.append(addr)
+            else:
+                continue
+            self._servers.append(server)
+            log.debug("listening on %s", self.addresses[-1])
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+            await server.wait_closed()
+        self.writer.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = _peer(writer)
+        self.metrics.connections.inc()
+        up = wire.unpacker(self.config.max_frame)
+        fed = 0
+        try:
+            node = peer
+            if self.config.shared_key is not None:
+                node, fed = await asyncio.wait_for(self._handshake(reader, writer, up, peer),
+                                                   self.config.handshake_timeout)
+            while True:
+                for frame in up:
+                    await self._frame(frame, writer, node)
+                data = await reader.read(1 << 16)
+                if not data:
+                    if up.tell() != fed:
+                        raise wire.WireError(f"connection closed inside a frame ({fed - up.tell()} bytes)")
+                    return
+                up.feed(data)
+                fed += len(data)
+        except wire.AuthError as e:
+            self._reject(peer, "auth", e)
+        except asyncio.TimeoutError:
+            self._reject(peer, "auth", "no PING within the handshake timeout")
+        except msgpack.BufferFull:
+            self._reject(peer, "oversized", f"a frame exceeds {self.config.max_frame} bytes")
+        except wire.WireError as e:
+            self._reject(peer, "invalid", e)
+        except (ValueError, TypeError, msgpack.UnpackException) as e:  # not msgpack at all
+            self._reject(peer, "garbage", f"not msgpack: {e}")
+        except (ConnectionError, ssl.SSLError) as e:
+            log.info("%s: connection lost: %s", peer, e)
+        finally:
+            self.metrics.connections.dec()
+            writer.close()
+
+    async def _handshake(self, reader, writer, up, peer: str) -> tuple[str, int]:
+        key = self.config.shared_key
+        nonce = os.urandom(16)
+        writer.write(wire.helo(nonce))
+        await writer.drain()
+        fed = 0
+        frame = next(up, _NOTHING)
+        while frame is _NOTHING:
+            data = await reader.read(1 << 16)
+            if not data:
+                raise wire.AuthError("closed during the handshake")
+            up.feed(data)
+            fed += len(data)
+            frame = next(up, _NOTHING)
+        try:
+            hostname, salt = wire.read_ping(frame, nonce, key)
+        except wire.AuthError as e:
+            writer.write(wire.pong(False, str(e), self.config.hostname, b"", nonce, key))
+            await writer.drain()
+            raise
+        writer.write(wire.pong(True, "", self.config.hostname, salt, nonce, key))
+        await writer.drain()
+        log.info("%s: authenticated as %s", peer, hostname)
+        return hostname, fed
+
+    async def _frame(self, frame: object, writer: asyncio.StreamWriter, node: str) -> None:
+        message = wire.decode(frame, self.config.max_frame)
+        rows = store.rows(message, time.time(), node)
+        self.metrics.count_received(rows)
+        if rows:
+            await asyncio.wrap_future(self.writer.submit(rows))
+        if message.chunk is not None:
+            writer.write(wire.ack(message.chunk))
+            await writer.drain()
+
+    def _reject(self, peer: str, reason: str, detail: object) -> None:
+        self.metrics.rejected.labels(reason).inc()
+        log.warning("%s: closing the connection: %s", peer, detail)
+
+    # --- stdin --------------------------------------------------------------------------
+
+    def ingest(self, stream: BinaryIO, flush_seconds: float = 0.2, batch: int = 5000) -> int:
+        """Store the records of a `oomtrace run -o msgpack` stream until EOF; returns how many
+        arrived. What came before a garbled byte is stored; then IngestError says where."""
+        fd = stream.fileno()
+        up = msgpack.Unpacker(raw=False, unicode_errors="surrogateescape", strict_map_key=False,
+                              max_buffer_size=self.config.max_frame)
+        rows: list[tuple] = []
+        total = skipped = 0
+        offset = fed = 0
+        eof = False
+        while not eof:
+            ready, _, _ = select.select([fd], [], [], flush_seconds)
+            if ready:
+                data = os.read(fd, 1 << 16)
+                eof = not data
+                fed += len(data)
+                try:
+                    up.feed(data)
+                    for record in up:
+                        start, offset = offset, up.tell()
+                        if not isinstance(record, dict):
+                            skipped += 1
+                            log.warning("stdin: byte %d: a %s, not a record map; skipped", start,
+                                        type(record).__name__)
+                            continue
+                        rows.append(_stdin_row(record))
+                except (ValueError, TypeError, msgpack.UnpackException) as e:
+                    self._store(rows)
+                    raise IngestError(f"stdin: byte {offset} is not msgpack ({e}); "
+                                      f"{total + len(rows)} records before it are stored") from None
+            if rows and (not ready or eof or len(rows) >= batch):
+                total += self._store(rows)
+                rows = []
+        if skipped:
+            log.warning("stdin: %d objects were not record maps", skipped)
+        if fed != offset:
+            raise IngestError(f"stdin ended inside a record ({fed - offset} bytes after byte {offset}); "
+                              f"the {total} records before it are stored")
+        return total
+
+    def _store(self, rows: list[tuple]) -> int:
+        if rows:
+            self.metrics.count_received(rows)
+            self.writer.submit(rows).result()
+        return len(rows)
+
+
+class IngestError(Exception):
+    """A record stream that stopped being msgpack."""
+
+
+def _stdin_row(record: dict) -> tuple:
+    stamp = record.get("time")
+    stamp = stamp if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else time.time()
+    body = msgpack.packb([stamp, record], unicode_errors="surrogateescape")
+    message = wire.Message(f"oomtrace.{record.get('type', 'record')}", [wire.Entry(stamp, record, body)], None)
+    return store.rows(message, time.time())[0]
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    name = writer.get_extra_info("peername")
+    if isinstance(name, tuple):
+        return f"{name[0]}:{name[1]}"
+    return f"unix:{writer.get_extra_info('sockname') or '?'}"
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _server_tls(config: CollectorConfig) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(config.tls_cert), str(config.tls_key) if config.tls_key else None)
+    return ctx
