@@ -123,6 +123,7 @@ class Collector:
         self.writer = Writer(config, self.metrics)
         self.addresses: list[wire.Address] = []  # where it listens, ports resolved
         self._servers: list[asyncio.AbstractServer] = []
+        self._handlers: set[asyncio.Task] = set()
         self._ssl = _server_tls(config) if config.tls_cert else None
 
     # --- sockets ------------------------------------------------------------------------
@@ -147,28 +148,37 @@ class Collector:
             log.debug("listening on %s", self.addresses[-1])
 
     async def close(self) -> None:
+        """Stop listening and drop open connections: what they had acked is committed; what
+        they had not is resent by their agents."""
         for server in self._servers:
             server.close()
+        for task in self._handlers:
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        for server in self._servers:
             await server.wait_closed()
         self.writer.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer(writer)
+        task = asyncio.current_task()
+        self._handlers.add(task)
         self.metrics.connections.inc()
         up = wire.unpacker(self.config.max_frame)
-        fed = 0
+        fed = done = 0  # bytes received; bytes up to the end of the last whole frame
         try:
             node = peer
             if self.config.shared_key is not None:
-                node, fed = await asyncio.wait_for(self._handshake(reader, writer, up, peer),
-                                                   self.config.handshake_timeout)
+                node, fed, done = await asyncio.wait_for(self._handshake(reader, writer, up, peer),
+                                                         self.config.handshake_timeout)
             while True:
-                for frame in up:
+                for frame in wire.frames(up):
+                    done = up.tell()
                     await self._frame(frame, writer, node)
                 data = await reader.read(1 << 16)
                 if not data:
-                    if up.tell() != fed:
-                        raise wire.WireError(f"connection closed inside a frame ({fed - up.tell()} bytes)")
+                    if done != fed:
+                        raise wire.WireError(f"connection closed inside a frame ({fed - done} bytes)")
                     return
                 up.feed(data)
                 fed += len(data)
@@ -180,28 +190,27 @@ class Collector:
             self._reject(peer, "oversized", f"a frame exceeds {self.config.max_frame} bytes")
         except wire.WireError as e:
             self._reject(peer, "invalid", e)
-        except (ValueError, TypeError, msgpack.UnpackException) as e:  # not msgpack at all
-            self._reject(peer, "garbage", f"not msgpack: {e}")
         except (ConnectionError, ssl.SSLError) as e:
             log.info("%s: connection lost: %s", peer, e)
         finally:
+            self._handlers.discard(task)
             self.metrics.connections.dec()
             writer.close()
 
-    async def _handshake(self, reader, writer, up, peer: str) -> tuple[str, int]:
+    async def _handshake(self, reader, writer, up, peer: str) -> tuple[str, int, int]:
         key = self.config.shared_key
         nonce = os.urandom(16)
         writer.write(wire.helo(nonce))
         await writer.drain()
         fed = 0
-        frame = next(up, _NOTHING)
+        frame = next(wire.frames(up), _NOTHING)
         while frame is _NOTHING:
             data = await reader.read(1 << 16)
             if not data:
                 raise wire.AuthError("closed during the handshake")
             up.feed(data)
             fed += len(data)
-            frame = next(up, _NOTHING)
+            frame = next(wire.frames(up), _NOTHING)
         try:
             hostname, salt = wire.read_ping(frame, nonce, key)
         except wire.AuthError as e:
@@ -211,7 +220,7 @@ class Collector:
         writer.write(wire.pong(True, "", self.config.hostname, salt, nonce, key))
         await writer.drain()
         log.info("%s: authenticated as %s", peer, hostname)
-        return hostname, fed
+        return hostname, fed, up.tell()
 
     async def _frame(self, frame: object, writer: asyncio.StreamWriter, node: str) -> None:
         message = wire.decode(frame, self.config.max_frame)

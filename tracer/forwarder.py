@@ -238,10 +238,13 @@ class _Connection:
             raise
 
     def _handshake(self) -> None:
-        nonce = wire.read_helo(self._read())
+        try:
+            nonce = wire.read_helo(self._read(self.config.connect_timeout))
+        except socket.timeout:
+            raise wire.AuthError("no HELO from the collector: is a shared key set on its side?") from None
         salt = os.urandom(16)
         self.sock.sendall(wire.ping(self.config.node, self.config.shared_key, nonce, salt))
-        wire.read_pong(self._read(), salt, nonce, self.config.shared_key)
+        wire.read_pong(self._read(self.config.connect_timeout), salt, nonce, self.config.shared_key)
 
     def send(self, chunk: Chunk) -> None:
         self.sock.sendall(chunk.frame)

@@ -13,7 +13,7 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 import msgpack
 
@@ -85,6 +85,18 @@ def unpacker(max_frame: int = DEFAULT_MAX_FRAME) -> msgpack.Unpacker:
     """A streaming reader of frames; a frame larger than MAX_FRAME raises msgpack's BufferFull."""
     return msgpack.Unpacker(raw=False, ext_hook=_ext, max_buffer_size=max_frame,
                             unicode_errors=_TEXT, strict_map_key=False)
+
+
+def frames(up: msgpack.Unpacker) -> Iterator[object]:
+    """The complete frames buffered in UP; bytes that are not msgpack raise WireError."""
+    while True:
+        try:
+            frame = next(up)
+        except StopIteration:
+            return
+        except (ValueError, TypeError, msgpack.UnpackException) as e:  # e.g. FormatError, a map as a key
+            raise WireError(f"not msgpack ({str(e) or type(e).__name__})") from None
+        yield frame
 
 
 def decode(frame: object, max_frame: int = DEFAULT_MAX_FRAME) -> Message:

@@ -1,0 +1,361 @@
+"""Agent → collector over real sockets: acks after commit, exactly once, spool, security,
+bad input, a real peer client (fluent-logger), stdin and the events query."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+import msgpack
+import pytest
+import trustme
+from fluent import sender
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.collecting import (OOMTRACE, CollectorProcess, RunningCollector, config, make_records, stored,
+                              wait_until)
+from tracer import wire
+from tracer.forwarder import ForwardConfig, ForwardSink
+from tracer.metrics import Metrics
+from tracer.spool import Chunk, Spool
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def collector(tmp_path):
+    running = RunningCollector(config(tmp_path))
+    yield running
+    running.stop()
+
+
+def sink_for(address: wire.Address, tmp_path: Path, **changes) -> ForwardSink:
+    base = ForwardConfig(address, node="node-a", spool_dir=tmp_path / "spool", backoff_min=0.05,
+                         backoff_max=0.5, drain_timeout=20, connect_timeout=1)
+    return ForwardSink(replace(base, **changes))
+
+
+def send(sink: ForwardSink, records: list[dict]) -> None:
+    for rec in records:
+        sink.write(rec)
+    sink.flush()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_forwarded_records_are_stored_once_even_when_resent(collector, tmp_path):
+    records = make_records(2500)
+    sink = sink_for(collector.address, tmp_path)
+    send(sink, records)
+    sink.close()
+    assert sink.stats.sent_records == 2500 and len(sink.spool) == 0
+    rows = stored(collector.collector.config.db)
+    assert [r[0] for r in rows] == [r["id"] for r in records]
+    assert {(r[1], r[2], r[4]["seq"] % 5) for r in rows} == {("node-a", "memory_pressure", i) for i in range(5)}
+
+    again = sink_for(collector.address, tmp_path)  # a resend of everything, as after a lost ack
+    send(again, records)
+    again.close()
+    assert len(stored(collector.collector.config.db)) == 2500
+    assert collector.metrics.duplicates._value.get() == 2500
+
+
+def test_fluent_logger_is_a_peer_client(collector):
+    """Fluentd's own Python client (Message mode, EventTime) → our collector."""
+    logger = sender.FluentSender("app", host=collector.address.host, port=collector.address.port,
+                                 nanosecond_precision=True)
+    try:
+        for i in range(3):
+            assert logger.emit("oom", {"type": "oom_kill", "pid": 100 + i, "cgroup": "/pod/x"}), logger.last_error
+    finally:
+        logger.close()
+    rows = wait_until(lambda: len(stored(collector.collector.config.db)) == 3 and stored(collector.collector.config.db))
+    assert [r[4]["pid"] for r in rows] == [100, 101, 102]
+    assert {r[2] for r in rows} == {"oom_kill"} and rows[0][0].startswith("sha1:")  # no id: one from content
+    assert collector.metrics.oom_kills.labels("127.0.0.1", "/pod/x")._value.get() == 0  # no node field
+    assert collector.metrics.received._metrics  # counted by peer address
+
+
+def test_unix_socket(tmp_path):
+    path = str(tmp_path / "collect.sock")
+    running = RunningCollector(config(tmp_path, listen=(wire.Address("unix", path=path),)))
+    try:
+        sink = sink_for(wire.Address("unix", path=path), tmp_path)
+        send(sink, make_records(10))
+        sink.close()
+        assert len(stored(running.collector.config.db)) == 10
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    d = tmp_path_factory.mktemp("tls")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(d / "server.pem"))
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    return d
+
+
+def test_shared_key_over_tls(tmp_path, tls_files):
+    running = RunningCollector(config(tmp_path, shared_key="s3cret", tls_cert=tls_files / "server.pem"))
+    addr = wire.Address("tcp", "localhost", running.address.port)
+    try:
+        good = sink_for(addr, tmp_path, shared_key="s3cret", tls=True, tls_ca=tls_files / "ca.pem")
+        send(good, make_records(50))
+        good.close()
+        assert good.stats.sent_records == 50
+
+        wrong = sink_for(addr, tmp_path / "w", shared_key="guess", tls=True, tls_ca=tls_files / "ca.pem",
+                         drain_timeout=1)
+        send(wrong, make_records(5, prefix="w"))
+        wait_until(lambda: running.metrics.rejected.labels("auth")._value.get() >= 1, what="auth rejection")
+        wrong.close()
+        assert wrong.stats.sent_records == 0 and wrong.spool.records == 5  # kept for a fixed key
+
+        plain = sink_for(addr, tmp_path / "p", shared_key="s3cret", drain_timeout=1)  # no TLS
+        send(plain, make_records(5, prefix="p"))
+        plain.close()
+        assert plain.stats.sent_records == 0
+        assert len(stored(running.collector.config.db)) == 50
+    finally:
+        running.stop()
+
+
+def test_a_collector_without_the_key_configured_is_told_apart(tmp_path, collector):
+    """An agent with a key talking to a collector without one fails clearly, not silently."""
+    sink = sink_for(collector.address, tmp_path, shared_key="k", drain_timeout=1, connect_timeout=1)
+    send(sink, make_records(3))
+    sink.close()
+    assert sink.stats.sent_records == 0 and sink.spool.records == 3
+
+
+def _raw(address: wire.Address, data: bytes) -> bytes:
+    """Send DATA on a new connection; return what comes back until the collector closes it."""
+    with socket.create_connection((address.host, address.port), timeout=10) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except ConnectionResetError:  # closed with our bytes still unread: TCP says reset
+            pass
+        return out
+
+
+def _frame(records: list[dict], chunk: str) -> bytes:
+    enc = wire.FrameEncoder()
+    return enc.frame("oomtrace.t", [enc.entry(r) for r in records], chunk, len(records))
+
+
+def test_bad_input_closes_only_its_connection(tmp_path):
+    running = RunningCollector(config(tmp_path, max_frame=64 << 10))
+    try:
+        sink = sink_for(running.address, tmp_path)  # a healthy agent, connected throughout
+        send(sink, make_records(100, prefix="a"))
+        wait_until(lambda: sink.stats.sent_records == 100)
+        good = _frame(make_records(1, prefix="g"), "ok")
+        cases = {
+            "garbage": b"\xc1 this is not msgpack",
+            "oversized": msgpack.packb(["t", b"x" * (200 << 10), {}]),
+            "truncated": _frame(make_records(3, prefix="t"), "t")[:-5],
+            "wrong types": msgpack.packb(["t", 1700000000, ["not", "a", "map"]]),
+            "valid then garbage": good + b"\xc1",
+        }
+        replies = {name: _raw(running.address, data) for name, data in cases.items()}
+        assert replies["valid then garbage"] == wire.ack("ok")  # acked before the garbage
+        assert all(not reply for name, reply in replies.items() if name != "valid then garbage")
+        rejected = {s.labels["reason"]: s.value for m in running.metrics.rejected.collect() for s in m.samples
+                    if s.name.endswith("_total")}
+        assert rejected == {"invalid": 4, "oversized": 1}
+        send(sink, make_records(100, prefix="b"))  # the healthy agent never noticed
+        sink.close()
+        assert sink.stats.sent_records == 200 and sink.stats.failures == 0
+        assert len(stored(running.collector.config.db)) == 201
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def fuzz_collector(tmp_path_factory):
+    running = RunningCollector(config(tmp_path_factory.mktemp("fuzz"), max_frame=16 << 10))
+    yield running
+    running.stop()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.binary(min_size=1, max_size=2048))
+def test_fuzzed_connections_never_disturb_stored_records(fuzz_collector, garbage):
+    db = fuzz_collector.collector.config.db
+    before = len(stored(db))
+    _raw(fuzz_collector.address, garbage)
+    chunk = wire.new_chunk_id()
+    assert _raw(fuzz_collector.address, _frame(make_records(1), chunk)) == wire.ack(chunk)
+    after = len(stored(db))
+    assert before + 1 <= after <= before + 2  # the garbage itself may have been a valid frame
+
+
+def test_spool_survives_an_agent_restart_and_drains_when_the_collector_returns(tmp_path):
+    port = free_port()
+    addr = wire.Address("tcp", "127.0.0.1", port)
+    first = sink_for(addr, tmp_path, drain_timeout=0.5)
+    send(first, make_records(1500, prefix="first"))
+    first.close()  # the agent stops while the collector is down
+    assert first.spool.records == 1500
+
+    second = sink_for(addr, tmp_path)  # the agent starts again: the spool is still there
+    assert second.spool.records == 1500
+    send(second, make_records(500, prefix="second"))
+    running = RunningCollector(config(tmp_path, listen=(addr,)))
+    try:
+        db = running.collector.config.db
+        wait_until(lambda: len(stored(db)) >= 2000, timeout=30, what="the spool to drain")
+        second.flush()  # the forward_status record written on reconnect
+        second.close()
+        rows = stored(db)
+        ids = [r[0] for r in rows if r[2] == "memory_pressure"]
+        assert len(ids) == len(set(ids)) == 2000
+        status = [r[4] for r in rows if r[2] == "forward_status"]
+        assert status and status[-1]["reconnects"] == 1 and status[-1]["spooled_total"] >= 500
+        assert running.metrics.agent_spooled_total.labels("node-a")._value.get() >= 500
+        assert len(second.spool) == 0
+    finally:
+        running.stop()
+
+
+def test_spool_is_bounded_and_drops_the_oldest(tmp_path):
+    spool = Spool(tmp_path / "s", max_bytes=1000)
+    for i in range(5):
+        spool.put(Chunk(f"c{i}", bytes(400), 10))
+    assert len(spool) == 2 and spool.records == 20 and spool.dropped == 30
+    (tmp_path / "s" / "0000000000000009-3.tmp").write_bytes(b"half")  # a crash mid-write
+    again = Spool(tmp_path / "s", max_bytes=1000)
+    assert again.records == 20 and not list((tmp_path / "s").glob("*.tmp"))
+    assert again.oldest(lambda frame: "id").name.startswith("0000000000000004")
+
+
+def test_metrics_endpoint_serves_oom_kills_by_node_and_cgroup(collector, tmp_path):
+    port = free_port()
+    collector.metrics.serve(wire.Address("tcp", "127.0.0.1", port))
+    sink = sink_for(collector.address, tmp_path, node="worker-7")
+    kills = make_records(2, node="worker-7", kind="oom_kill")
+    send(sink, kills + kills)  # the resend is not a second kill
+    sink.close()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert 'oomtrace_oom_kills_total{cgroup="/kubepods/pod0/c",node="worker-7"} 1.0' in text
+    assert 'oomtrace_records_received_total{node="worker-7"} 4.0' in text
+    assert "oomtrace_records_duplicate_total 2.0" in text
+
+
+def test_metrics_registry_is_per_instance():
+    a, b = Metrics(), Metrics()
+    a.stored.inc(3)
+    assert b.stored._value.get() == 0
+
+
+def test_collector_sigkill_and_restart_loses_nothing_and_duplicates_nothing(tmp_path):
+    db = tmp_path / "oom.db"
+    port = free_port()
+    listen = f"tcp://127.0.0.1:{port}"
+    proc = CollectorProcess(db, listen)
+    total = 20000
+    records = make_records(total, prefix="kill")
+    sink = sink_for(proc.address, tmp_path, chunk_records=200)
+
+    def agent():
+        for i, rec in enumerate(records):
+            sink.write(rec)
+            if i % 100 == 99:
+                sink.flush()
+                time.sleep(0.005)  # ~20,000 records/s for one second
+        sink.flush()
+
+    writer = threading.Thread(target=agent)
+    writer.start()
+    time.sleep(0.4)
+    proc.kill()  # mid-stream, with chunks in flight
+    time.sleep(0.5)
+    proc = CollectorProcess(db, listen)
+    writer.join()
+    wait_until(lambda: sink.stats.sent_records >= total, timeout=60, what="the agent to settle")
+    sink.close()
+    proc.stop()
+    ids = [r[0] for r in stored(db) if r[2] == "memory_pressure"]
+    assert sink.stats.failures >= 1, "the kill was not noticed: the test proved nothing"
+    assert len(ids) == len(set(ids)) == total
+    assert set(ids) == {r["id"] for r in records}
+
+
+def _collect_stdin(db: Path, data: bytes) -> subprocess.CompletedProcess:
+    return subprocess.run([*OOMTRACE, "collect", "--db", str(db)], input=data, capture_output=True, cwd=ROOT,
+                          timeout=60)
+
+
+def test_stdin_stream_of_run_output(tmp_path):
+    records = make_records(300, kind="oom_kill")
+    done = _collect_stdin(tmp_path / "a.db", b"".join(msgpack.packb(r) for r in records))
+    assert done.returncode == 0, done.stderr
+    assert b"300 records from stdin" in done.stderr
+    assert [r[0] for r in stored(tmp_path / "a.db")] == [r["id"] for r in records]
+
+
+def test_stdin_garbage_keeps_what_came_before_and_says_where(tmp_path):
+    good = b"".join(msgpack.packb(r) for r in make_records(20))
+    done = _collect_stdin(tmp_path / "b.db", good + b"\xc1" + msgpack.packb({"type": "x"}))
+    assert done.returncode == 1
+    assert f"byte {len(good)} is not msgpack".encode() in done.stderr, done.stderr
+    assert len(stored(tmp_path / "b.db")) == 20
+
+
+def test_stdin_truncated_last_record(tmp_path):
+    data = b"".join(msgpack.packb(r) for r in make_records(5))
+    done = _collect_stdin(tmp_path / "c.db", data + msgpack.packb(make_records(1, prefix="z")[0])[:-3])
+    assert done.returncode == 1 and b"ended inside a record" in done.stderr
+    assert len(stored(tmp_path / "c.db")) == 5
+
+
+def test_stdin_non_map_objects_are_skipped_with_a_warning(tmp_path):
+    data = msgpack.packb([1, 2]) + b"".join(msgpack.packb(r) for r in make_records(3))
+    done = _collect_stdin(tmp_path / "d.db", data)
+    assert done.returncode == 0 and b"not a record map" in done.stderr
+    assert len(stored(tmp_path / "d.db")) == 3
+
+
+def test_events_query_table_and_json(tmp_path):
+    kills = make_records(3, node="w1", kind="oom_kill")
+    kills[1].update(cgroup="/kubepods/burstable/podX/c1", comm="java", pid=4242, anon_rss=300 << 20)
+    data = b"".join(msgpack.packb(r) for r in kills + make_records(5, node="w2"))
+    assert _collect_stdin(tmp_path / "e.db", data).returncode == 0
+
+    def events(*args):
+        done = subprocess.run([*OOMTRACE, "events", "--db", str(tmp_path / "e.db"), *args], capture_output=True,
+                              text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    table = events("--type", "oom_kill", "--cgroup", "/kubepods/burstable")
+    lines = table.splitlines()
+    assert lines[0].split() == ["TIME", "NODE", "TYPE", "CGROUP", "DETAILS"] and len(lines) == 2
+    assert "w1" in lines[1] and "pid=4242 comm=java" in lines[1] and "anon_rss=300.0MiB" in lines[1]
+    out = [json.loads(line) for line in events("--node", "w2", "--since", "1h", "--output", "json").splitlines()]
+    assert [r["seq"] for r in out] == [0, 1, 2, 3, 4] and {r["node"] for r in out} == {"w2"}
+    assert events("--since", "0s") .splitlines()[1:] == []
+
+
+def test_tls_client_ssl_context_verifies_by_default(tls_files):
+    ctx = ssl.create_default_context(cafile=str(tls_files / "ca.pem"))
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
