@@ -15,6 +15,11 @@ as_root apt-get install -y -qq --no-install-recommends \
 as_root apt-get install -y -qq --no-install-recommends bpftool >/dev/null 2>&1 ||
     as_root apt-get install -y -qq --no-install-recommends linux-tools-common "linux-tools-$(uname -r)" >/dev/null
 
+# The tests' real Forward protocol peers: Fluent's own Node.js client and server. Only the
+# tests need them (in CI they must be there; elsewhere their tests say why they skip).
+command -v npm >/dev/null || as_root apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null || true
+(cd tests/peers && npm ci --silent --no-audit --no-fund) || echo "setup: no Node.js peers for the tests" >&2
+
 /usr/bin/python3 -m venv --system-site-packages .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 .venv/bin/python -c 'import bcc, tracer' # the venv must see the system bcc

@@ -70,7 +70,10 @@ def make_records(n: int, node: str = "node-a", kind: str = "memory_pressure", pr
 def stored(db: Path) -> list[tuple]:
     """(id, node, type, cgroup, record) of every stored row."""
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT id, node, type, cgroup, body FROM records ORDER BY time").fetchall()
+        try:
+            rows = conn.execute("SELECT id, node, type, cgroup, body FROM records ORDER BY time").fetchall()
+        except sqlite3.OperationalError:  # the collector has created the file, not yet the table
+            return []
     return [(i, n, t, c, msgpack.unpackb(b, raw=False, strict_map_key=False)[1]) for i, n, t, c, b in rows]
 
 

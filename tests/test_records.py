@@ -92,3 +92,12 @@ def test_filter():
 def test_clock_maps_monotonic_to_wall():
     assert Clock(offset_ns=10**9).wall(2 * 10**9) == 3.0
     assert isinstance(ctypes.sizeof(L.structs["oom_kill_event"]), int)
+
+
+def test_stamped_ids_are_unique_within_and_across_runs():
+    from tracer.records import RecordStamper
+
+    a, b = RecordStamper("n1"), RecordStamper("n1")
+    ids = [a.stamp({"type": "x"})["id"] for _ in range(1000)] + [b.stamp({"type": "x"})["id"]]
+    assert len(set(ids)) == 1001 and a.prefix != b.prefix
+    assert a.stamp({"type": "x"})["node"] == "n1"
