@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,15 @@ def spawn_hog(cg: MemCgroup) -> subprocess.Popen:
     )
     hog.comm = Path(f"/proc/{hog.pid}/comm").read_text().strip()  # Popen returns after exec
     return hog
+
+
+def oom_once(tag: str, limit: int = 16 << 20) -> tuple[MemCgroup, int]:
+    """A fresh memory cgroup whose one process is OOM-killed; returns it and the victim's pid."""
+    cg = MemCgroup.create(f"oomtrace-{tag}-{uuid.uuid4().hex[:6]}", limit)
+    hog = spawn_hog(cg)
+    go([hog])
+    assert hog.wait(30) == -9
+    return cg, hog.pid
 
 
 def go(procs: list[subprocess.Popen]) -> None:

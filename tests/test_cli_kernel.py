@@ -7,12 +7,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import msgpack
 import pytest
 
-from tests.kernel import MemCgroup, go, spawn_hog
+from tests.kernel import oom_once
 
 pytestmark = pytest.mark.root
 MiB = 1 << 20
@@ -30,20 +29,12 @@ def _wait_start(proc: subprocess.Popen) -> bytes:
     return line
 
 
-def _oom_once(tag: str) -> tuple[MemCgroup, int]:
-    cg = MemCgroup.create(f"oomtrace-cli-{tag}-{uuid.uuid4().hex[:6]}", 16 * MiB)
-    hog = spawn_hog(cg)
-    go([hog])
-    assert hog.wait(30) == -9
-    return cg, hog.pid
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_run_json_then_signal(cache_dir, sig):
     proc = _oomtrace("run", "-o", "json", "--cache-dir", str(cache_dir), "--type", "oom_kill")
     start = json.loads(_wait_start(proc))
     assert start["type"] == "start" and start["schema"] == 2
-    cg, pid = _oom_once("json")
+    cg, pid = oom_once("cli-json")
     time.sleep(0.5)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=20)
@@ -65,7 +56,7 @@ def test_run_msgpack_stream_decodes(cache_dir):
         unpacker.feed(chunk)
         first = next(iter(unpacker), None)
     assert first["type"] == "start"
-    cg, pid = _oom_once("msgpack")
+    cg, pid = oom_once("cli-msgpack")
     cg.remove()
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
@@ -79,8 +70,8 @@ def test_run_msgpack_stream_decodes(cache_dir):
 def test_run_cgroup_prefix_filter(cache_dir):
     proc = _oomtrace("run", "-o", "json", "--cache-dir", str(cache_dir), "--cgroup", "/oomtrace-cli-keep")
     _wait_start(proc)
-    keep, _ = _oom_once("keep")
-    drop, _ = _oom_once("drop")
+    keep, _ = oom_once("cli-keep")
+    drop, _ = oom_once("cli-drop")
     keep.remove()
     drop.remove()
     time.sleep(0.5)

@@ -8,23 +8,14 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 
 import pytest
 
 from tests.collecting import OOMTRACE, CollectorProcess, stored, wait_until
-from tests.kernel import MemCgroup, go, spawn_hog
+from tests.kernel import oom_once
 
 pytestmark = pytest.mark.root
 MiB = 1 << 20
-
-
-def _oom(tag: str) -> tuple[MemCgroup, int]:
-    cg = MemCgroup.create(f"oomtrace-collect-{tag}-{uuid.uuid4().hex[:6]}", 16 * MiB)
-    hog = spawn_hog(cg)
-    go([hog])
-    assert hog.wait(30) == -9
-    return cg, hog.pid
 
 
 def _events(db, *args) -> list[dict]:
@@ -44,7 +35,7 @@ def test_pipe_from_run_into_collect_keeps_the_oom_kill(cache_dir, tmp_path):
     try:
         wait_until(lambda: os.path.exists(db) and any(r[2] == "start" for r in stored(db)), timeout=60,
                    what="the start record in the database")
-        cg, pid = _oom("pipe")
+        cg, pid = oom_once("collect-pipe")
         wait_until(lambda: any(r[2] == "oom_kill" and r[3] == cg.path for r in stored(db)), timeout=30,
                    what="the oom_kill in the database")
         cg.remove()
@@ -67,10 +58,10 @@ def test_run_forward_to_a_collector_and_spool_while_it_is_down(cache_dir, tmp_pa
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: any(r[2] == "start" for r in stored(db)), timeout=60, what="the start record")
-        first, pid1 = _oom("up")
+        first, pid1 = oom_once("collect-up")
         wait_until(lambda: any(r[3] == first.path for r in stored(db)), timeout=30, what="the first kill")
         collector.kill()  # the collector goes away; the agent spools
-        second, pid2 = _oom("down")
+        second, pid2 = oom_once("collect-down")
         time.sleep(1.0)
         wait_until(lambda: list((tmp_path / "spool").glob("*.fwd")), timeout=30, what="a spooled chunk")
         collector = CollectorProcess(db, listen)

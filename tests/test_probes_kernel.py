@@ -39,7 +39,7 @@ def test_compiler_code_is_released_after_loading(cache_dir):
         for i, line in enumerate(smaps):
             start = line.split("-")[0]
             if any(start == f"{s:x}" for s, _ in mappings):
-                resident += int(next(l for l in smaps[i:i + 8] if l.startswith("Rss:")).split()[1])
+                resident += int(next(x for x in smaps[i:i + 8] if x.startswith("Rss:")).split()[1])
         assert resident < 8 * 1024, f"{resident} kB of compiler code still resident"
     finally:
         loaded.close()
