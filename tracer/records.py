@@ -158,7 +158,7 @@ class RecordStamper:
 
     def stamp(self, record: dict) -> dict:
         self._seq += 1
-        record["id"] = f"{self.prefix}-{self._seq:x}"
+        record["id"] = f"{self.prefix}-{self._seq:010x}"  # fixed width: ids sort as they were made
         record["node"] = self.node
         return record
 
