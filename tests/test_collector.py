@@ -72,6 +72,21 @@ def test_forwarded_records_are_stored_once_even_when_resent(collector, tmp_path)
     assert collector.metrics.duplicates._value.get() == 2500
 
 
+def test_many_agents_at_once(collector, tmp_path):
+    agents = [sink_for(collector.address, tmp_path / f"a{i}", node=f"node-{i}") for i in range(8)]
+    batches = [make_records(2000, node=f"node-{i}") for i in range(8)]
+    threads = [threading.Thread(target=send, args=(a, b)) for a, b in zip(agents, batches)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for agent in agents:
+        agent.close()
+    rows = stored(collector.collector.config.db)
+    assert sorted(r[0] for r in rows) == sorted(r["id"] for b in batches for r in b)
+    assert {r[1] for r in rows} == {f"node-{i}" for i in range(8)}
+
+
 def test_fluent_logger_is_a_peer_client(collector):
     """Fluentd's own Python client (Message mode, EventTime) → our collector."""
     logger = sender.FluentSender("app", host=collector.address.host, port=collector.address.port,

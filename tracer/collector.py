@@ -18,6 +18,7 @@ import os
 import queue
 import select
 import socket
+import sqlite3
 import ssl
 import threading
 import time
@@ -192,6 +193,8 @@ class Collector:
             self._reject(peer, "invalid", e)
         except (ConnectionError, ssl.SSLError) as e:
             log.info("%s: connection lost: %s", peer, e)
+        except sqlite3.Error as e:  # e.g. a full disk: nothing is acked, so the agent resends
+            self._reject(peer, "store", f"cannot store: {e}")
         finally:
             self._handlers.discard(task)
             self.metrics.connections.dec()
