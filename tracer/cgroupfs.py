@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .mountinfo import parse_mountinfo
+
 DEFAULT_PROC = Path("/proc")
 
 
@@ -67,22 +69,13 @@ def _cgroup_mounts(proc: Path) -> dict[object, tuple[str, str]]:
         text = (proc / "self" / "mountinfo").read_text()
     except OSError:
         return mounts
-    for line in text.splitlines():
-        pre, _, post = line.partition(" - ")
-        fields, post_fields = pre.split(), post.split()
-        if len(fields) < 5 or len(post_fields) < 3:
-            continue
-        root, mountpoint, fstype, super_opts = fields[3], _unescape(fields[4]), post_fields[0], post_fields[2]
-        if fstype == "cgroup2":
-            mounts.setdefault("cgroup2", (mountpoint, root))
-        elif fstype == "cgroup":
-            opts = {o for o in super_opts.split(",") if o not in ("rw", "ro")}
-            mounts.setdefault(frozenset(opts), (mountpoint, root))
+    for m in parse_mountinfo(text):
+        if m.fstype == "cgroup2":
+            mounts.setdefault("cgroup2", (m.mountpoint, m.root))
+        elif m.fstype == "cgroup":
+            opts = {o for o in m.super_options if o not in ("rw", "ro")}
+            mounts.setdefault(frozenset(opts), (m.mountpoint, m.root))
     return mounts
-
-
-def _unescape(field: str) -> str:
-    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
 def memory_hierarchy(hierarchies: dict[int, Hierarchy]) -> Hierarchy | None:
