@@ -75,7 +75,7 @@ def test_forwarded_records_are_stored_once_even_when_resent(collector, tmp_path)
 def test_many_agents_at_once(collector, tmp_path):
     agents = [sink_for(collector.address, tmp_path / f"a{i}", node=f"node-{i}") for i in range(8)]
     batches = [make_records(2000, node=f"node-{i}") for i in range(8)]
-    threads = [threading.Thread(target=send, args=(a, b)) for a, b in zip(agents, batches)]
+    threads = [threading.Thread(target=send, args=(a, b)) for a, b in zip(agents, batches, strict=True)]
     for t in threads:
         t.start()
     for t in threads:

@@ -99,9 +99,11 @@ def _shared_key_option(f):
               default=Path("/var/lib/oomtrace/spool"), show_default=True,
               help="where chunks wait while the collector is unreachable")
 @click.option("--spool-max-mb", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--stats", "stats_interval", type=float, default=0.0, metavar="SECONDS",
+              help="add a container_stats record per container every SECONDS (0: none)")
 def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, pressure_interval: float,
         cache_dir: Path, duration: float | None, node: str | None, forward, shared_key_file: Path | None,
-        tls: bool, tls_ca: Path | None, spool_dir: Path, spool_max_mb: int) -> None:
+        tls: bool, tls_ca: Path | None, spool_dir: Path, spool_max_mb: int, stats_interval: float) -> None:
     """Stream OOM kills, cgroup creation/deletion and memory pressure, one record per event."""
     from .engine import Engine, EngineConfig
 
@@ -115,9 +117,10 @@ def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, p
             tls_ca=tls_ca, spool_dir=spool_dir, spool_max_bytes=spool_max_mb << 20))
         sinks.append(forwarder)
     record_filter = RecordFilter(frozenset(types) if types else None, cgroup_prefix)
+    manager, sources = _stats_feed(stats_interval)
     engine = Engine(sinks[0] if len(sinks) == 1 else TeeSink(*sinks),
                     EngineConfig(cache_dir=cache_dir, pressure_interval=pressure_interval, node=node),
-                    record_filter)
+                    record_filter, sources)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -129,6 +132,8 @@ def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, p
     except BrokenPipeError:
         _discard_stdout()  # the reader went away (`| head`): stop quietly
     finally:
+        if manager is not None:
+            manager.stop()
         engine.close()
         if forwarder is not None:
             forwarder.close()
@@ -222,8 +227,8 @@ def _retain_types(items: tuple[str, ...]) -> dict[str, float]:
 
 
 @main.command()
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=True,
-              help="a database written by oomtrace collect")
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="a database written by oomtrace collect; without it, events as they happen (root)")
 @click.option("--since", type=DURATION, help="only records newer than this, e.g. 1h")
 @click.option("--until", type=DURATION, help="only records older than this, e.g. 10m")
 @click.option("-t", "--type", "types", multiple=True, help="only this record type (repeatable)")
@@ -231,9 +236,23 @@ def _retain_types(items: tuple[str, ...]) -> dict[str, float]:
 @click.option("--node", help="only records of this node")
 @click.option("--limit", type=click.IntRange(1), default=1000, show_default=True, help="the newest N")
 @click.option("--output", type=click.Choice(("table", "json")), default="table", show_default=True)
-def events(db: Path, since: float | None, until: float | None, types: tuple[str, ...],
-           cgroup_prefix: str | None, node: str | None, limit: int, output: str) -> None:
-    """Query the records a collector stored, oldest first."""
+@click.option("--duration", type=float, help="live: stop after this many seconds")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("/var/cache/oomtrace"), show_default=True)
+def events(db: Path | None, since: float | None, until: float | None, types: tuple[str, ...],
+           cgroup_prefix: str | None, node: str | None, limit: int, output: str, duration: float | None,
+           cache_dir: Path) -> None:
+    """Records a collector stored (--db), oldest first; or, live, cAdvisor's container events
+    (-t oom, oomKill, containerCreation, containerDeletion) as the kernel reports them."""
+    if db is None:
+        from .cli_stats import live_events
+        from .model import EVENT_TYPES
+
+        unknown = set(types) - set(EVENT_TYPES)
+        if unknown:
+            raise click.BadParameter(f"{', '.join(sorted(unknown))}: live types are {', '.join(EVENT_TYPES)}",
+                                     param_hint="--type")
+        live_events(types, cgroup_prefix or "/", duration, output, cache_dir)
+        return
     import json
     import sqlite3
 
@@ -254,6 +273,19 @@ def events(db: Path, since: float | None, until: float | None, types: tuple[str,
         click.echo(events_table(found))
 
 
+def _stats_feed(interval: float):
+    """With --stats: the container manager sweeping in its own thread, its records for the engine."""
+    if interval <= 0:
+        return None, ()
+    from .manager import Manager, ManagerConfig
+    from .stats_records import StatsFeed
+
+    manager = Manager(ManagerConfig(housekeeping_interval=interval))
+    feed = StatsFeed(manager)
+    manager.start()
+    return manager, (feed.drain,)
+
+
 def _discard_stdout() -> None:
     """Point stdout at /dev/null so that flushing what is still buffered cannot fail again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -271,3 +303,13 @@ def doctor(cache_dir: Path) -> None:
         click.echo(report(cache_dir))
     except OomtraceError as e:
         raise click.ClickException(str(e)) from e
+
+
+def _add_stats_commands() -> None:
+    from . import cli_stats
+
+    for command in (cli_stats.machine, cli_stats.containers, cli_stats.stats, cli_stats.fs):
+        main.add_command(command)
+
+
+_add_stats_commands()

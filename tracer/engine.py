@@ -11,6 +11,7 @@ import platform
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +44,10 @@ class EngineStats:
 
 class Engine:
     def __init__(self, sink: Sink, config: EngineConfig | None = None,
-                 record_filter: RecordFilter | None = None) -> None:
+                 record_filter: RecordFilter | None = None,
+                 sources: tuple[Callable[[], Iterable[dict]], ...] = ()) -> None:
         self.sink = sink
+        self.sources = sources  # more records, taken on every loop (container stats)
         self.config = config or EngineConfig()
         self.filter = record_filter or RecordFilter()
         self.stats = EngineStats()
@@ -108,6 +111,9 @@ class Engine:
         while not stop.is_set():
             self.probes.poll(self.config.poll_ms)
             self._flush_lost()
+            for source in self.sources:
+                for record in source():
+                    self._emit(record)
             now = time.monotonic()
             if next_pressure is not None and now >= next_pressure:
                 self.emit_pressure(interval)

@@ -81,6 +81,7 @@ class Manager:
         self._machine: MachineInfo | None = None
         self._machine_at = 0.0
         self._hinted = False
+        self._engine_events = False
         self._listeners: list = []
         self._history_len = max(2, int(self.config.history_seconds / self.config.housekeeping_interval) + 1)
 
@@ -136,7 +137,7 @@ class Manager:
             for name in removed:
                 self._containers.pop(name, None)
         now = time.time()
-        if emit:
+        if emit and not self._engine_events:
             for name in added:
                 spec = self._containers.get(name)
                 self.events.add(Event(name, spec.spec.creation_time if spec else now, "containerCreation"))
@@ -182,8 +183,9 @@ class Manager:
             with self._lock:
                 for name in gone:
                     self._containers.pop(name, None)
-            for name in gone:
-                self.events.add(Event(name, now, "containerDeletion"))
+            if not self._engine_events:
+                for name in gone:
+                    self.events.add(Event(name, now, "containerDeletion"))
         for listener in self._listeners:
             listener(now, changes)
         return SweepReport(len(targets) - len(gone), tuple(gone), time.monotonic() - t0)
@@ -205,7 +207,9 @@ class Manager:
     # --- events from the engine --------------------------------------------------------------
 
     def on_record(self, record: dict) -> None:
-        """An event engine record → cAdvisor events; creation/deletion also prompt discovery."""
+        """An event engine record → cAdvisor events. Once the engine reports cgroups, their
+        creation and deletion events come from it (at once, with the kernel's time), not from
+        discovery, which then only keeps the container list current."""
         kind = record.get("type")
         stamp = float(record.get("time") or time.time())
         if kind == "oom_kill":
@@ -214,6 +218,9 @@ class Manager:
             self.events.add(Event(record.get("memcg") or victim, stamp, "oom", data))
             self.events.add(Event(victim, stamp, "oomKill", data))
         elif kind in ("cgroup_create", "cgroup_delete"):
+            self._engine_events = True
+            event = "containerCreation" if kind == "cgroup_create" else "containerDeletion"
+            self.events.add(Event(record.get("cgroup") or "/", stamp, event))
             self._hinted = True
             self._wake.set()
 
@@ -244,7 +251,8 @@ class Manager:
                 continue
             history = list(c.history)
             count = len(history) if options.count < 0 else options.count
-            stats = [_v2_stats(c.spec, prev, cur) for prev, cur in zip([None, *history[:-1]], history)][-count:]
+            pairs = zip([None, *history[:-1]], history, strict=True)
+            stats = [_v2_stats(c.spec, prev, cur) for prev, cur in pairs][-count:]
             out[n] = ContainerInfoV2(_v2_spec(c), stats if count else [])
         return out
 
@@ -289,6 +297,12 @@ class Manager:
 
     def stop_watch(self, watch: Watch) -> None:
         self.events.stop_watch(watch)
+
+    def memory_limit(self, name: str) -> int:
+        """The container's memory limit in bytes; 0 when it has none."""
+        c = self._containers.get(name)
+        limit = c.spec.memory.limit if c is not None else 0
+        return 0 if limit >= containers.UNLIMITED else limit
 
     def names(self) -> list[str]:
         with self._lock:
@@ -360,7 +374,7 @@ def cpu_inst(prev: ContainerStats | None, cur: ContainerStats) -> CpuInstStats |
         return None
     per_cpu = []
     if len(a.per_cpu) == len(b.per_cpu):
-        per_cpu = [int((y - x) / dt) if y >= x else 0 for x, y in zip(a.per_cpu, b.per_cpu)]
+        per_cpu = [int((y - x) / dt) if y >= x else 0 for x, y in zip(a.per_cpu, b.per_cpu, strict=True)]
     return CpuInstStats(CpuInstUsage(int((b.total - a.total) / dt), per_cpu, int((b.user - a.user) / dt),
                                      int((b.system - a.system) / dt)))
 

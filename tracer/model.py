@@ -31,7 +31,7 @@ def _inline() -> Any:
 
 # --- machine ---------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class FsInfo:  # info/v1 FsInfo (machine-level)
     device: str = _f("device", "")
     capacity: int = _f("capacity")
@@ -40,7 +40,7 @@ class FsInfo:  # info/v1 FsInfo (machine-level)
     has_inodes: bool = _f("has_inodes", False)
 
 
-@dataclass
+@dataclass(slots=True)
 class Cache:
     id: int = _f("id")
     size: int = _f("size")
@@ -48,7 +48,7 @@ class Cache:
     level: int = _f("level")
 
 
-@dataclass
+@dataclass(slots=True)
 class Core:
     id: int = _f("core_id")
     threads: list[int] = _f("thread_ids", factory=list)
@@ -57,13 +57,13 @@ class Core:
     socket_id: int = _f("socket_id")
 
 
-@dataclass
+@dataclass(slots=True)
 class HugePagesInfo:
     page_size: int = _f("page_size")  # kB, as cAdvisor
     num_pages: int = _f("num_pages")
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     id: int = _f("node_id")
     memory: int = _f("memory")
@@ -73,7 +73,7 @@ class Node:
     distances: list[int] = _f("distances", factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class DiskInfo:
     name: str = _f("name", "")
     major: int = _f("major")
@@ -82,7 +82,7 @@ class DiskInfo:
     scheduler: str = _f("scheduler", "")
 
 
-@dataclass
+@dataclass(slots=True)
 class NetInfo:
     name: str = _f("name", "")
     mac_address: str = _f("mac_address", "")
@@ -90,7 +90,7 @@ class NetInfo:
     mtu: int = _f("mtu")
 
 
-@dataclass
+@dataclass(slots=True)
 class MachineInfo:
     timestamp: float = _time("timestamp")
     cpu_vendor_id: str = _f("vendor_id", "")
@@ -113,7 +113,7 @@ class MachineInfo:
     instance_id: str = _f("instance_id", "None")
 
 
-@dataclass
+@dataclass(slots=True)
 class VersionInfo:
     kernel_version: str = _f("kernel_version", "")
     container_os_version: str = _f("container_os_version", "")
@@ -125,7 +125,7 @@ class VersionInfo:
 
 # --- container spec ----------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class ContainerReference:
     id: str = _f("id", "", omitempty=True)
     name: str = _f("name", "")
@@ -133,7 +133,7 @@ class ContainerReference:
     namespace: str = _f("namespace", "", omitempty=True)
 
 
-@dataclass
+@dataclass(slots=True)
 class CpuSpec:
     limit: int = _f("limit")  # shares (v2: weight converted to shares)
     max_limit: int = _f("max_limit")
@@ -142,19 +142,19 @@ class CpuSpec:
     period: int = _f("period", omitempty=True)
 
 
-@dataclass
+@dataclass(slots=True)
 class MemorySpec:
     limit: int = _f("limit", omitempty=True)  # 2**64-1 style "max" is kept as cAdvisor does
     reservation: int = _f("reservation", omitempty=True)
     swap_limit: int = _f("swap_limit", omitempty=True)
 
 
-@dataclass
+@dataclass(slots=True)
 class ProcessSpec:
     limit: int = _f("limit", omitempty=True)
 
 
-@dataclass
+@dataclass(slots=True)
 class ContainerSpec:
     creation_time: float = _time("creation_time", omitempty=True)
     labels: dict[str, str] = _f("labels", omitempty=True, factory=dict)
@@ -175,7 +175,7 @@ class ContainerSpec:
 
 # --- container stats -------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class PSIData:
     total: int = _f("total")  # µs stalled, as the kernel counts
     avg10: float = _f("avg10", 0.0)
@@ -183,13 +183,13 @@ class PSIData:
     avg300: float = _f("avg300", 0.0)
 
 
-@dataclass
+@dataclass(slots=True)
 class PSIStats:
     full: PSIData = _f("full", factory=PSIData)
     some: PSIData = _f("some", factory=PSIData)
 
 
-@dataclass
+@dataclass(slots=True)
 class CpuUsage:
     total: int = _f("total")
     per_cpu: list[int] = _f("per_cpu_usage", omitempty=True, factory=list)
@@ -197,21 +197,21 @@ class CpuUsage:
     system: int = _f("system")
 
 
-@dataclass
+@dataclass(slots=True)
 class CpuCFS:
     periods: int = _f("periods")
     throttled_periods: int = _f("throttled_periods")
     throttled_time: int = _f("throttled_time")
 
 
-@dataclass
+@dataclass(slots=True)
 class CpuSchedstat:
     run_time: int = _f("run_time")
     runqueue_time: int = _f("runqueue_time")
     run_periods: int = _f("run_periods")
 
 
-@dataclass
+@dataclass(slots=True)
 class CpuStats:
     usage: CpuUsage = _f("usage", factory=CpuUsage)
     cfs: CpuCFS = _f("cfs", factory=CpuCFS)
@@ -221,13 +221,13 @@ class CpuStats:
     psi: PSIStats = _f("psi", factory=PSIStats)
 
 
-@dataclass
+@dataclass(slots=True)
 class MemoryStatsMemoryData:
     pgfault: int = _f("pgfault")
     pgmajfault: int = _f("pgmajfault")
 
 
-@dataclass
+@dataclass(slots=True)
 class MemoryEvents:  # v2 memory.events (cAdvisor HEAD: Events{High, Max}); oomtrace adds the rest
     low: int = _f("low")
     high: int = _f("high")
@@ -236,7 +236,7 @@ class MemoryEvents:  # v2 memory.events (cAdvisor HEAD: Events{High, Max}); oomt
     oom_kill: int = _f("oom_kill")
 
 
-@dataclass
+@dataclass(slots=True)
 class MemoryStats:
     usage: int = _f("usage")
     max_usage: int = _f("max_usage")
@@ -255,14 +255,14 @@ class MemoryStats:
     psi: PSIStats = _f("psi", factory=PSIStats)
 
 
-@dataclass
+@dataclass(slots=True)
 class HugetlbStats:
     usage: int = _f("usage", omitempty=True)
     max_usage: int = _f("max_usage", omitempty=True)
     failcnt: int = _f("failcnt")
 
 
-@dataclass
+@dataclass(slots=True)
 class PerDiskStats:
     device: str = _f("device", "")
     major: int = _f("major")
@@ -270,7 +270,7 @@ class PerDiskStats:
     stats: dict[str, int] = _f("stats", factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class DiskIoStats:
     io_service_bytes: list[PerDiskStats] = _f("io_service_bytes", omitempty=True, factory=list)
     io_serviced: list[PerDiskStats] = _f("io_serviced", omitempty=True, factory=list)
@@ -283,7 +283,7 @@ class DiskIoStats:
     psi: PSIStats = _f("psi", factory=PSIStats)
 
 
-@dataclass
+@dataclass(slots=True)
 class InterfaceStats:
     name: str = _f("name", "")
     rx_bytes: int = _f("rx_bytes")
@@ -296,13 +296,13 @@ class InterfaceStats:
     tx_dropped: int = _f("tx_dropped")
 
 
-@dataclass
+@dataclass(slots=True)
 class NetworkStats:
     first: InterfaceStats = _inline()  # cAdvisor inlines the first interface, for old readers
     interfaces: list[InterfaceStats] = _f("interfaces", omitempty=True, factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class ProcessStats:
     process_count: int = _f("process_count")
     fd_count: int = _f("fd_count")
@@ -311,7 +311,7 @@ class ProcessStats:
     threads_max: int = _f("threads_max", omitempty=True)
 
 
-@dataclass
+@dataclass(slots=True)
 class FsStats:
     device: str = _f("device", "", omitempty=True)
     type: str = _f("type", "")
@@ -335,7 +335,7 @@ class FsStats:
     weighted_io_time: int = _f("weighted_io_time")
 
 
-@dataclass
+@dataclass(slots=True)
 class ContainerStats:  # info/v1; a part that was not collected is None (cAdvisor HEAD: nil pointers)
     timestamp: float = _time("timestamp")
     cpu: CpuStats | None = _f("cpu", None, omitempty=True)
@@ -348,7 +348,7 @@ class ContainerStats:  # info/v1; a part that was not collected is None (cAdviso
     oom_events: int = _f("oom_events", omitempty=True)
 
 
-@dataclass
+@dataclass(slots=True)
 class ContainerInfo:  # info/v1: the reference is inlined, as Go's embedded struct is
     reference: ContainerReference = field(default_factory=ContainerReference, metadata={"inline": True})
     subcontainers: list[ContainerReference] = _f("subcontainers", omitempty=True, factory=list)
@@ -356,7 +356,7 @@ class ContainerInfo:  # info/v1: the reference is inlined, as Go's embedded stru
     stats: list[ContainerStats] = _f("stats", omitempty=True, factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ContainerInfoRequest:  # info/v1
     num_stats: int = 60  # -1: all
     start: float | None = None
@@ -365,13 +365,13 @@ class ContainerInfoRequest:  # info/v1
 
 # --- info/v2 -----------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class ContainerSpecV2(ContainerSpec):  # info/v2: the v1 spec plus the reference's aliases and namespace
     aliases: list[str] = _f("aliases", omitempty=True, factory=list)
     namespace: str = _f("namespace", "", omitempty=True)
 
 
-@dataclass
+@dataclass(slots=True)
 class CpuInstUsage:  # nanocores: CPU nanoseconds per second
     total: int = _f("total")
     per_cpu: list[int] = _f("per_cpu_usage", omitempty=True, factory=list)
@@ -379,24 +379,24 @@ class CpuInstUsage:  # nanocores: CPU nanoseconds per second
     system: int = _f("system")
 
 
-@dataclass
+@dataclass(slots=True)
 class CpuInstStats:
     usage: CpuInstUsage = _f("usage", factory=CpuInstUsage)
 
 
-@dataclass
+@dataclass(slots=True)
 class NetworkStatsV2:
     interfaces: list[InterfaceStats] = _f("interfaces", omitempty=True, factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class FilesystemStatsV2:
     total_usage_bytes: int | None = _f("totalUsageBytes", None, omitempty=True)
     base_usage_bytes: int | None = _f("baseUsageBytes", None, omitempty=True)
     inode_usage: int | None = _f("containter_inode_usage", None, omitempty=True)  # sic, as cAdvisor
 
 
-@dataclass
+@dataclass(slots=True)
 class ContainerStatsV2:
     timestamp: float = _time("timestamp")
     cpu: CpuStats | None = _f("cpu", None, omitempty=True)
@@ -409,13 +409,13 @@ class ContainerStatsV2:
     filesystem: FilesystemStatsV2 | None = _f("filesystem", None, omitempty=True)
 
 
-@dataclass
+@dataclass(slots=True)
 class ContainerInfoV2:
     spec: ContainerSpecV2 = _f("spec", factory=ContainerSpecV2)
     stats: list[ContainerStatsV2] = _f("stats", omitempty=True, factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class FsInfoV2:
     timestamp: float = _time("timestamp")
     device: str = _f("device", "")
@@ -428,7 +428,7 @@ class FsInfoV2:
     inodes_free: int | None = _f("inodes_free", None, omitempty=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestOptions:  # info/v2
     id_type: str = "name"  # "name" or "docker"
     count: int = 64  # -1: all
@@ -441,18 +441,18 @@ class RequestOptions:  # info/v2
 EVENT_TYPES = ("oom", "oomKill", "containerCreation", "containerDeletion")
 
 
-@dataclass
+@dataclass(slots=True)
 class OomKillEventData:
     pid: int = _f("pid")
     process_name: str = _f("process_name", "")
 
 
-@dataclass
+@dataclass(slots=True)
 class EventData:
     oom: OomKillEventData | None = _f("oom", None, omitempty=True)
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     container_name: str = _f("container_name", "")
     timestamp: float = _time("timestamp")
@@ -460,7 +460,7 @@ class Event:
     event_data: EventData = _f("event_data", factory=EventData)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EventRequest:  # events.Request
     start_time: float | None = None
     end_time: float | None = None

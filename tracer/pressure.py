@@ -31,7 +31,7 @@ class PressureTracker:
             total = (value.count, value.stall_ns, value.reclaimed_pages)
             before = self._last.get(k, (0, 0, 0))
             self._last[k] = total
-            count, stall, reclaimed = (a - b for a, b in zip(total, before))
+            count, stall, reclaimed = (a - b for a, b in zip(total, before, strict=True))
             if count <= 0:
                 continue
             rec = by_cgroup.setdefault(key.cgroup_id, self._empty(key.cgroup_id, interval, now))

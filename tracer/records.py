@@ -15,8 +15,8 @@ from .bpf_source import Layout
 from .cgroupfs import CgroupResolver
 
 SCHEMA_VERSION = 2
-RECORD_TYPES = ("start", "oom_kill", "cgroup_create", "cgroup_delete", "memory_pressure", "lost", "error",
-                "forward_status")
+RECORD_TYPES = ("start", "oom_kill", "cgroup_create", "cgroup_delete", "memory_pressure", "container_stats",
+                "lost", "error", "forward_status")
 _TYPE = "OT_EVENT_"
 ALWAYS_PASS = frozenset({"start", "lost", "error", "forward_status"})
 

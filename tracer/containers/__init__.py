@@ -16,6 +16,7 @@ from .. import cgroupfs
 from ..errors import NoSuchCgroup
 from ..model import ContainerSpec, ContainerStats
 from . import _v1, _v2
+from ._files import MAX as UNLIMITED  # noqa: F401 - part of the facade
 from ._files import Vanished, read
 
 # Controllers oomtrace reads, and the v2 controller that stands for each.
@@ -33,6 +34,11 @@ class Layout:
     """Where each controller is mounted: controller → (cgroup version, mount directory)."""
 
     controllers: dict[str, tuple[int, str]]
+    hugetlb_sizes: tuple[str, ...] = ()  # "2MB", "1GB": listed once, not per container per sweep
+
+    def __post_init__(self) -> None:
+        if not self.hugetlb_sizes and "hugetlb" in self.controllers:
+            object.__setattr__(self, "hugetlb_sizes", _hugetlb_sizes(self.controllers["hugetlb"][1]))
 
     @classmethod
     def detect(cls, proc: Path = Path("/proc")) -> Layout:
@@ -59,7 +65,7 @@ class Layout:
     def dirs(self, name: str) -> ContainerDirs:
         rel = name.strip("/")
         return ContainerDirs(name, {c: (v, os.path.join(m, rel) if rel else m)
-                                    for c, (v, m) in self.controllers.items()})
+                                    for c, (v, m) in self.controllers.items()}, self.hugetlb_sizes)
 
     def names(self) -> set[str]:
         """Every container (cgroup path) of every hierarchy oomtrace reads."""
@@ -93,6 +99,7 @@ class ContainerDirs:
 
     name: str
     by_controller: dict[str, tuple[int, str]]
+    hugetlb_sizes: tuple[str, ...] = ()
     _present: dict[str, str] = field(default_factory=dict)
 
     def present(self) -> dict[str, str]:
@@ -167,13 +174,34 @@ def read_stats(dirs: ContainerDirs, now: float, device_name, options: StatsOptio
             backend = _v2 if dirs.version("blkio") == 2 else _v1
             stats.diskio = backend.diskio_stats(blkio, device_name)
         hugetlb = present.get("hugetlb")
-        if hugetlb and options.hugetlb:
-            stats.hugetlb = (_v2 if dirs.version("hugetlb") == 2 else _v1).hugetlb_stats(hugetlb)
+        if hugetlb and options.hugetlb and dirs.hugetlb_sizes:
+            backend = _v2 if dirs.version("hugetlb") == 2 else _v1
+            stats.hugetlb = backend.hugetlb_stats(hugetlb, dirs.hugetlb_sizes)
     except Vanished:
         raise ContainerGone(f"cgroup {dirs.name} was removed while it was read") from None
     if not os.path.isdir(next(iter(present.values()))):  # removed before its files were opened
         raise ContainerGone(f"cgroup {dirs.name} was removed")
     return stats
+
+
+def _hugetlb_sizes(mount: str, kernel: str = "/sys/kernel/mm/hugepages") -> tuple[str, ...]:
+    """The page sizes the hugetlb controller has files for: the root lists them on v1, a v2 root
+    has none, so the kernel's own list (hugepages-2048kB → 2MB) is the fallback."""
+    try:
+        names = os.listdir(mount)
+        sizes = {n.split(".")[1] for n in names if n.startswith("hugetlb.") and n.count(".") >= 2}
+        if not sizes:
+            sizes = {_size_name(int(n[10:-2])) for n in os.listdir(kernel) if n.startswith("hugepages-")}
+    except (OSError, ValueError):
+        return ()
+    return tuple(sorted(sizes))
+
+
+def _size_name(kb: int) -> str:
+    for unit, factor in (("GB", 1 << 20), ("MB", 1 << 10)):
+        if kb >= factor:
+            return f"{kb // factor}{unit}"
+    return f"{kb}KB"
 
 
 def _boot_time() -> float:

@@ -58,7 +58,7 @@ def read_kv(path: str) -> dict[bytes, int]:
         return {}
     parts = data.split()
     try:
-        return dict(zip(parts[::2], map(int, parts[1::2])))
+        return dict(zip(parts[::2], map(int, parts[1::2]), strict=False))
     except ValueError:  # a line with something else than a number: parse line by line
         out = {}
         for line in data.splitlines():

@@ -100,16 +100,12 @@ def _per_disk(data: bytes, device_name) -> list[PerDiskStats]:
     return list(disks.values())
 
 
-def hugetlb_stats(hugetlb: str) -> dict[str, HugetlbStats]:
+def hugetlb_stats(hugetlb: str, sizes: tuple[str, ...]) -> dict[str, HugetlbStats]:
     out = {}
-    try:
-        names = os.listdir(hugetlb)
-    except OSError:
-        return out
-    for name in names:
-        if name.startswith("hugetlb.") and name.endswith(".usage_in_bytes"):
-            size = name[len("hugetlb."):-len(".usage_in_bytes")]
-            base = f"{hugetlb}/hugetlb.{size}"
-            out[size] = HugetlbStats(read_int(base + ".usage_in_bytes") or 0,
-                                     read_int(base + ".max_usage_in_bytes") or 0, read_int(base + ".failcnt") or 0)
+    for size in sizes:
+        base = f"{hugetlb}/hugetlb.{size}"
+        usage = read_int(base + ".usage_in_bytes")
+        if usage is not None:
+            out[size] = HugetlbStats(usage, read_int(base + ".max_usage_in_bytes") or 0,
+                                     read_int(base + ".failcnt") or 0)
     return out

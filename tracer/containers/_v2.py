@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from ..model import (CpuCFS, CpuSpec, CpuStats, CpuUsage, DiskIoStats, HugetlbStats, MemoryEvents, MemorySpec,
                      MemoryStats, MemoryStatsMemoryData, PerDiskStats, ProcessSpec, ProcessStats)
 from ._files import count_lines, read, read_int, read_kv, read_psi
@@ -86,17 +84,11 @@ def diskio_stats(d: str, device_name) -> DiskIoStats:
     return stats
 
 
-def hugetlb_stats(d: str) -> dict[str, HugetlbStats]:
+def hugetlb_stats(d: str, sizes: tuple[str, ...]) -> dict[str, HugetlbStats]:
     out = {}
-    try:
-        names = os.listdir(d)
-    except OSError:
-        return out
-    for name in names:
-        if name.startswith("hugetlb.") and name.endswith(".current") and ".rsvd." not in name:
-            size = name[len("hugetlb."):-len(".current")]
-            usage = read_int(f"{d}/hugetlb.{size}.rsvd.current")
-            usage = usage if usage is not None else read_int(f"{d}/hugetlb.{size}.current")
-            out[size] = HugetlbStats(usage or 0, 0, read_kv(f"{d}/hugetlb.{size}.events").get(b"max", 0))
+    for size in sizes:
+        usage = read_int(f"{d}/hugetlb.{size}.rsvd.current")
+        usage = usage if usage is not None else read_int(f"{d}/hugetlb.{size}.current")
+        if usage is not None:
+            out[size] = HugetlbStats(usage, 0, read_kv(f"{d}/hugetlb.{size}.events").get(b"max", 0))
     return out
-
