@@ -193,5 +193,5 @@ class DirUsageWalker:
                 with self._lock:
                     self._results[path] = result
                     self._paths[path] = time.monotonic()
-            self._wake.wait(1.0)
+            self._wake.wait(min(self.interval, 1.0))
             self._wake.clear()
