@@ -20,7 +20,7 @@
 #include <linux/cgroup-defs.h>
 #include "oomtrace.h"
 
-#define READ(dst, src) bpf_probe_read_kernel(&(dst), sizeof(dst), &(src))
+#define OT_READ(dst, src) bpf_probe_read_kernel(&(dst), sizeof(dst), &(src))
 #define MEMCG_DEPTH 8
 /* A memcg OOM happens when usage + the charge exceeds the limit; a charge is at most a THP. */
 #define LIMIT_MARGIN_PAGES 1024
@@ -61,9 +61,9 @@ static __always_inline struct cgroup_subsys_state *task_memory_css(struct task_s
 	struct css_set *cset = NULL;
 	struct cgroup_subsys_state *css = NULL;
 
-	READ(cset, task->cgroups);
+	OT_READ(cset, task->cgroups);
 	if (cset)
-		READ(css, cset->subsys[memory_cgrp_id]);
+		OT_READ(css, cset->subsys[memory_cgrp_id]);
 	return css;
 }
 
@@ -74,9 +74,9 @@ static __always_inline __u64 cgroup_id_of(struct cgroup *cgrp)
 
 	if (!cgrp)
 		return 0;
-	READ(kn, cgrp->kn);
+	OT_READ(kn, cgrp->kn);
 	if (kn)
-		READ(id, kn->id);
+		OT_READ(id, kn->id);
 	return id;
 }
 
@@ -86,7 +86,7 @@ static __always_inline __u64 css_cgroup_id(struct cgroup_subsys_state *css)
 
 	if (!css)
 		return 0;
-	READ(cgrp, css->cgroup);
+	OT_READ(cgrp, css->cgroup);
 	return cgroup_id_of(cgrp);
 }
 
@@ -98,11 +98,11 @@ static __always_inline __s32 css_hierarchy(struct cgroup_subsys_state *css)
 
 	if (!css)
 		return -1;
-	READ(cgrp, css->cgroup);
+	OT_READ(cgrp, css->cgroup);
 	if (cgrp)
-		READ(root, cgrp->root);
+		OT_READ(root, cgrp->root);
 	if (root)
-		READ(id, root->hierarchy_id);
+		OT_READ(id, root->hierarchy_id);
 	return id;
 }
 
@@ -111,9 +111,9 @@ static __always_inline __u64 task_dfl_cgroup_id(struct task_struct *task)
 	struct css_set *cset = NULL;
 	struct cgroup *cgrp = NULL;
 
-	READ(cset, task->cgroups);
+	OT_READ(cset, task->cgroups);
 	if (cset)
-		READ(cgrp, cset->dfl_cgrp);
+		OT_READ(cgrp, cset->dfl_cgrp);
 	return cgroup_id_of(cgrp);
 }
 
@@ -124,8 +124,8 @@ static __always_inline void memcg_counter(struct cgroup_subsys_state *css, __u64
 	long u = 0;
 	unsigned long max = 0;
 
-	READ(u, memcg->memory.usage.counter);
-	READ(max, memcg->memory.max);
+	OT_READ(u, memcg->memory.usage.counter);
+	OT_READ(max, memcg->memory.max);
 	*usage = u < 0 ? 0 : u;
 	*limit = max;
 }
@@ -134,8 +134,8 @@ static __always_inline void fill_victim(struct oom_kill_event *e, struct task_st
 {
 	struct cgroup_subsys_state *css = task_memory_css(task);
 
-	READ(e->pid, task->tgid);
-	READ(e->tid, task->pid);
+	OT_READ(e->pid, task->tgid);
+	OT_READ(e->tid, task->pid);
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
 	e->cgroup_id = css_cgroup_id(css);
 	e->memory_hierarchy = css_hierarchy(css);
@@ -159,7 +159,7 @@ static __always_inline int css_is_ancestor(struct cgroup_subsys_state *ancestor,
 	for (int i = 0; i < MEMCG_DEPTH && css; i++) {
 		if (css == ancestor)
 			return 1;
-		READ(css, css->parent);
+		OT_READ(css, css->parent);
 	}
 	return 0;
 }
@@ -185,7 +185,7 @@ static __always_inline void infer_context(struct oom_kill_event *e, struct task_
 			e->memcg_limit_pages = limit;
 			return;
 		}
-		READ(css, css->parent);
+		OT_READ(css, css->parent);
 	}
 }
 
@@ -212,17 +212,17 @@ int on_oom_kill_process(struct pt_regs *ctx)
 	int constraint = 0;
 	unsigned long totalpages = 0;
 
-	READ(totalpages, oc->totalpages);
+	OT_READ(totalpages, oc->totalpages);
 	c.oom_domain_pages = totalpages;
-	READ(c.chosen_points, oc->chosen_points);
-	READ(constraint, oc->constraint);
+	OT_READ(c.chosen_points, oc->chosen_points);
+	OT_READ(constraint, oc->constraint);
 	c.constraint = constraint;
-	READ(c.order, oc->order);
-	READ(c.gfp_mask, oc->gfp_mask);
-	READ(chosen, oc->chosen);
+	OT_READ(c.order, oc->order);
+	OT_READ(c.gfp_mask, oc->gfp_mask);
+	OT_READ(chosen, oc->chosen);
 	if (chosen)
-		READ(c.chosen_tid, chosen->pid);
-	READ(memcg, oc->memcg);
+		OT_READ(c.chosen_tid, chosen->pid);
+	OT_READ(memcg, oc->memcg);
 	if (memcg) {
 		struct cgroup_subsys_state *css = (struct cgroup_subsys_state *)memcg;
 
@@ -265,7 +265,7 @@ static __always_inline struct victim_partial *victim_entry(__u32 tid)
 	return victims.lookup(&tid);
 }
 
-static __always_inline int complete(void *ctx, __u32 tid, struct victim_partial *v, __u32 half)
+static __always_inline int complete_victim(void *ctx, __u32 tid, struct victim_partial *v, __u32 half)
 {
 	v->halves |= half;
 	if (v->halves == (HALF_TASK | HALF_FIGURES)) {
@@ -281,7 +281,7 @@ int on_mark_victim(struct bpf_raw_tracepoint_args *ctx)
 	struct victim_partial *v;
 	__u32 tid = 0;
 
-	READ(tid, victim->pid);
+	OT_READ(tid, victim->pid);
 	v = victim_entry(tid);
 	if (!v)
 		return 0;
@@ -289,7 +289,7 @@ int on_mark_victim(struct bpf_raw_tracepoint_args *ctx)
 	fill_victim(&v->e, victim);
 	if (v->e.context != OT_CONTEXT_KPROBE)
 		infer_context(&v->e, victim);
-	return complete(ctx, tid, v, HALF_TASK);
+	return complete_victim(ctx, tid, v, HALF_TASK);
 }
 
 /* Attached by BCC itself when the program loads (its tracepoint__ naming). */
@@ -307,7 +307,7 @@ TRACEPOINT_PROBE(oom, mark_victim)
 	v->e.pgtables_kb = args->pgtables;
 	v->e.uid = args->uid;
 	v->e.oom_score_adj = args->oom_score_adj;
-	return complete(args, tid, v, HALF_FIGURES);
+	return complete_victim(args, tid, v, HALF_FIGURES);
 }
 #else
 /* Old kernels pass only the victim's tid; user space resolves the rest from /proc. */
@@ -336,10 +336,10 @@ static __always_inline int submit_cgroup(struct bpf_raw_tracepoint_args *ctx, __
 	e->ktime_ns = bpf_ktime_get_ns();
 	e->id = cgroup_id_of(cgrp);
 	e->hierarchy = -1;
-	READ(e->level, cgrp->level);
-	READ(root, cgrp->root);
+	OT_READ(e->level, cgrp->level);
+	OT_READ(root, cgrp->root);
 	if (root)
-		READ(e->hierarchy, root->hierarchy_id);
+		OT_READ(e->hierarchy, root->hierarchy_id);
 	len = bpf_probe_read_kernel_str(e->path, sizeof(e->path), (const char *)ctx->args[1]);
 	e->path_len = len > 0 ? len - 1 : 0;
 	events.perf_submit(ctx, e, sizeof(*e));

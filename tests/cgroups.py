@@ -51,7 +51,7 @@ class Cgroup:
     def spawn(self, code: str) -> subprocess.Popen:
         """A python child that joins this cgroup before running CODE (it waits for a byte on stdin)."""
         proc = subprocess.Popen([sys.executable, "-c", "import sys\nsys.stdin.read(1)\n" + code],
-                                stdin=subprocess.PIPE)
+                                stdin=subprocess.PIPE, preexec_fn=_killable)
         self.add(proc.pid)
         proc.stdin.write(b"g")
         proc.stdin.flush()
@@ -73,6 +73,14 @@ def _inherit_cpuset(d: str, mount: str) -> None:
     """A new v1 cpuset cgroup has no CPUs or memory nodes, and takes no task until given some."""
     for name in ("cpuset.cpus", "cpuset.mems"):
         path = os.path.join(d, name)
+        if not os.path.exists(os.path.join(mount, name)):  # v2: an empty cpuset means the parent's
+            continue
         if os.path.exists(path) and not open(path).read().strip():
             with open(path, "w") as f:
                 f.write(open(os.path.join(mount, name)).read().strip())
+
+
+def _killable() -> None:
+    """A child of the test runner must not inherit the tracer's oom_score_adj of -1000."""
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write("0")

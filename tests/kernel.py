@@ -61,7 +61,7 @@ def spawn_hog(cg: MemCgroup) -> subprocess.Popen:
     procs = cg.dir / "cgroup.procs"
     hog = subprocess.Popen(
         [sys.executable, "-c", HOG], stdin=subprocess.PIPE,
-        preexec_fn=lambda: procs.write_text(str(os.getpid())),
+        preexec_fn=lambda: (procs.write_text(str(os.getpid())), Path("/proc/self/oom_score_adj").write_text("0")),
     )
     hog.comm = Path(f"/proc/{hog.pid}/comm").read_text().strip()  # Popen returns after exec
     return hog

@@ -86,6 +86,21 @@ def test_choose_prefers_kernel_headers_then_kheaders(tmp_path):
     assert src.kind == "kheaders"
 
 
+def test_debians_split_headers_count_as_kernel_headers(tmp_path):
+    """linux-headers-R-amd64 holds the generated files (build/), -common the rest (source/).
+    Found on Debian 12 in the VM suite: a check of build/ alone fell back to BTF."""
+    release = tmp_path / "modules/6.1.0-50-amd64"
+    (release / "build/include/generated").mkdir(parents=True)
+    (release / "source/include/linux").mkdir(parents=True)
+    (release / "build/include/generated/autoconf.h").write_text("")
+    none = tmp_path / "none"
+    with pytest.raises(KernelUnsupported):  # the generated half alone is not a tree
+        headers.choose(tmp_path / "cache", "6.1.0-50-amd64", tmp_path / "modules", none, none)
+    (release / "source/include/linux/kconfig.h").write_text("")
+    src = headers.choose(tmp_path / "cache", "6.1.0-50-amd64", tmp_path / "modules", none, none)
+    assert src.kind == "kernel-headers" and src.path == str(release / "build")
+
+
 def test_choose_without_headers_or_btf_says_what_to_install(tmp_path):
     with pytest.raises(KernelUnsupported, match="linux-headers-9.9.9"):
         headers.choose(tmp_path, "9.9.9", tmp_path, tmp_path / "none.tar.xz", tmp_path / "nobtf")

@@ -30,8 +30,12 @@ _MEMBER = re.compile(r"^\s*(\w+)\s+(\w+)\s*(?:\[\s*(\w+)\s*\])?\s*;\s*$")
 
 
 def bpf_dir() -> Path:
-    """The directory holding the installed BPF sources."""
-    return Path(str(resources.files("tracer.bpf")))
+    """The BPF sources: the installed tracer.bpf package, or bpf/ beside tracer/ in a checkout
+    run in place (as the VM suite does)."""
+    try:
+        return Path(str(resources.files("tracer.bpf")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "bpf"
 
 
 @dataclass(frozen=True)

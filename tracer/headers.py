@@ -77,7 +77,7 @@ def choose(
     """Pick the best header source for the running kernel, generating a BTF tree if needed."""
     release = release or platform.release()
     build = modules_root / release / "build"
-    if (build / "include" / "linux" / "kconfig.h").is_file():
+    if _kernel_headers(build, modules_root / release / "source"):
         return HeaderSource("kernel-headers", str(build))
     if not kheaders.exists():
         _try_modprobe("kheaders")
@@ -90,6 +90,15 @@ def choose(
         f"(Debian/Ubuntu: apt install linux-headers-{release}), or run a kernel built with "
         "CONFIG_DEBUG_INFO_BTF=y (/sys/kernel/btf/vmlinux) or CONFIG_IKHEADERS"
     )
+
+
+def _kernel_headers(build: Path, source: Path) -> bool:
+    """A header tree for this kernel: whole in build/, or split as Debian ships it (generated
+    files in build/, the rest in source/ = linux-headers-R-common), which BCC reads both of."""
+    if (build / "include" / "linux" / "kconfig.h").is_file():
+        return True
+    return (build / "include" / "generated" / "autoconf.h").is_file() and (
+        source / "include" / "linux" / "kconfig.h").is_file()
 
 
 def _try_modprobe(module: str) -> None:

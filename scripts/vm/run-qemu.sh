@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Boot a test image under qemu and run the VM suite in it: KVM when it works, else software
+# emulation. The checkout goes in on a second disk; the suite's report comes back on the second
+# serial port and as a JUnit file on that disk; the kernel's console goes to console.log.
+# Usage: run-qemu.sh SUITE [WORKDIR]   → exit status 0 when every VM test passed
+set -euo pipefail
+suite="$1"
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+work="${2:-/tmp/oomtrace-vm/$suite}"
+rm -rf "$work" && mkdir -p "$work/code"
+"$here/build-image.sh" "$suite" "$work/image"
+
+# The checkout's tracked files (what CI tests), on a small ext4 disk the guest mounts.
+git -C "$repo" ls-files -z | (cd "$repo" && tar --null -T - -cf -) | tar -xf - -C "$work/code"
+mke2fs -q -t ext4 -L oomtrace-code -d "$work/code" "$work/code.img" 256M
+
+accel="tcg"
+if [ -w /dev/kvm ] && [ "${OOMTRACE_VM_KVM:-auto}" != no ] && timeout 20 qemu-system-x86_64 -machine pc \
+        -accel kvm -m 64 -kernel "$work/image/vmlinuz" -append "console=ttyS0 panic=-1" -nographic \
+        -monitor none -serial none -no-reboot -display none -S -daemonize -pidfile "$work/kvm.pid" 2>/dev/null; then
+    kill "$(cat "$work/kvm.pid")" 2>/dev/null || true
+    # Started is not enough: the host's KVM may be a flavour stock guests hang on (see VM-FACTS).
+    accel="${OOMTRACE_VM_ACCEL:-tcg}"
+fi
+start=$(date +%s)
+timeout "${OOMTRACE_VM_TIMEOUT:-900}" qemu-system-x86_64 -machine pc -accel "$accel" -cpu max -m 2048 -smp 2 \
+    -kernel "$work/image/vmlinuz" -initrd "$work/image/initrd.img" \
+    -append "console=ttyS0 root=/dev/vda rw init=/usr/local/sbin/oomtrace-vm-init panic=1 mitigations=off" \
+    -drive "file=$work/image/rootfs.img,if=virtio,format=raw,snapshot=on" \
+    -drive "file=$work/code.img,if=virtio,format=raw" \
+    -nographic -monitor none -serial "file:$work/console.log" -serial "file:$work/results.log" \
+    -nic none -no-reboot || true
+seconds=$(( $(date +%s) - start ))
+debugfs -R "dump /.vm-results/junit.xml $work/junit.xml" "$work/code.img" >/dev/null 2>&1 || true
+
+rc=$(sed -n 's/^OOMTRACE-VM-RC \([0-9]*\).*/\1/p' "$work/results.log" | tail -1)
+summary=$(python3 - "$work/junit.xml" <<'PY'
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except (OSError, ET.ParseError):
+    print("0 0 0"); sys.exit()
+suites = [root] if root.tag == "testsuite" else list(root)
+t = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+print(t["tests"] - t["failures"] - t["errors"] - t["skipped"], t["failures"] + t["errors"], t["skipped"])
+PY
+)
+read -r passed failed skipped <<<"$summary"
+echo "$suite $(cat "$work/image/release") qemu/$accel passed=$passed failed=$failed skipped=$skipped seconds=$seconds" \
+    | tee "$work/summary"
+cat "$work/results.log"
+if [ "${rc:-}" != 0 ] || [ "$passed" = 0 ]; then
+    echo "VM suite on $suite failed (rc=${rc:-none}); console: $work/console.log" >&2
+    tail -30 "$work/console.log" >&2
+    exit 1
+fi

@@ -1,0 +1,121 @@
+"""The event engine on a stock Debian kernel: kernel headers, kprobes, cgroup v2."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from tests.kernel import MemCgroup, go, oom_once, spawn_hog
+
+MiB = 1 << 20
+OOMTRACE = [sys.executable, "-m", "tracer"]
+
+
+def _kills(engine, paths: set[str], count: int, timeout: float = 30.0) -> list[dict]:
+    recs = engine.sink.wait_for(
+        lambda rs: len([r for r in rs if r["type"] == "oom_kill" and r["cgroup"] in paths]) >= count, timeout)
+    return [r for r in recs if r["type"] == "oom_kill" and r["cgroup"] in paths]
+
+
+def test_start_uses_kernel_headers_and_the_kprobe(vm_engine):
+    (start,) = vm_engine.sink.of_type("start")
+    assert start["headers"] == "kernel-headers", start
+    assert start["cgroup_version"] == 2 and start["memory_hierarchy"] == "unified"
+    assert any("oom_kill_process" in p for p in start["probes"]), start["probes"]
+    assert not any("oom_kill_process" in k for k in start["missing"]), start["missing"]
+
+
+def test_memcg_oom_has_the_kprobes_context(vm_engine):
+    cg, pid = oom_once("vm-memcg", 32 * MiB)
+    (kill,) = _kills(vm_engine, {cg.path}, 1)
+    cg.remove()
+    assert (kill["pid"], kill["comm"], kill["cgroup"]) == (pid, "python3", cg.path)
+    assert kill["cgroup_id"] == kill["memcg_id"]  # the victim's own leaf is the memcg that hit its limit
+    assert kill["context"] == "kprobe" and kill["constraint"] == "memcg" and kill["memcg"] == cg.path
+    assert kill["memcg_limit"] == 32 * MiB and kill["memcg_usage"] >= 30 * MiB
+    assert kill["oom_domain_pages"] == 32 * MiB // os.sysconf("SC_PAGE_SIZE")
+    assert kill["chosen_points"] > 0 and kill["order"] >= 0 and kill["gfp_mask"]
+    assert kill["trigger_pid"] == pid and kill["trigger_cgroup"] == cg.path
+    assert kill["anon_rss"] >= 20 * MiB
+
+
+def test_oom_group_kills_every_member(vm_engine):
+    cg = MemCgroup.create(f"oomtrace-vm-group-{uuid.uuid4().hex[:6]}", 48 * MiB)
+    (cg.dir / "memory.oom.group").write_text("1")
+    members = [spawn_hog(cg) for _ in range(3)]
+    go(members[:1])  # one allocates; the group goes down together
+    for m in members:
+        assert m.wait(30) == -9
+    kills = _kills(vm_engine, {cg.path}, 3)
+    cg.remove()
+    assert sorted(k["pid"] for k in kills) == sorted(m.pid for m in members)
+    assert {k["memcg"] for k in kills} == {cg.path} and {k["context"] for k in kills} == {"kprobe"}
+
+
+def test_global_oom_names_the_victims_cgroup(vm_engine):
+    cg = MemCgroup.create(f"oomtrace-vm-global-{uuid.uuid4().hex[:6]}", 0)
+    (cg.dir / "memory.max").write_text("max")
+    hog = spawn_hog(cg)
+    Path(f"/proc/{hog.pid}/oom_score_adj").write_text("1000")  # the one to go, not the test runner
+    go([hog])
+    assert hog.wait(300) == -9
+    (kill,) = _kills(vm_engine, {cg.path}, 1, timeout=60)
+    cg.remove()
+    assert kill["pid"] == hog.pid and kill["constraint"] == "global" and kill["context"] == "kprobe"
+    assert kill["memcg"] is None and kill["memcg_limit"] is None
+    assert kill["oom_domain_pages"] > 100_000  # the whole machine: about 2 GiB of pages
+
+
+def test_cgroup_creation_and_deletion(vm_engine):
+    root = Path("/sys/fs/cgroup")
+    names = [f"/oomtrace-vm-cg-{uuid.uuid4().hex[:6]}-{i}" for i in range(20)]
+    inodes = {}
+    for n in names:
+        (root / n.lstrip("/")).mkdir()
+        inodes[n] = os.stat(root / n.lstrip("/")).st_ino
+    for n in names:
+        (root / n.lstrip("/")).rmdir()
+    recs = vm_engine.sink.wait_for(
+        lambda rs: len([r for r in rs if r["type"] == "cgroup_delete" and r["cgroup"] in inodes]) == 20)
+    created = {r["cgroup"]: r["cgroup_id"] for r in recs if r["type"] == "cgroup_create" and r["cgroup"] in inodes}
+    deleted = {r["cgroup"] for r in recs if r["type"] == "cgroup_delete" and r["cgroup"] in inodes}
+    assert created == inodes and deleted == set(inodes)
+    assert {r["hierarchy"] for r in recs if r["type"] == "cgroup_create" and r["cgroup"] in inodes} == {"unified"}
+
+
+def test_headers_generated_from_btf_give_the_same_records(cache_dir, tmp_path):
+    """With the kernel headers hidden, `oomtrace run` falls back to a tree made from BTF."""
+    build = Path(f"/lib/modules/{platform.release()}/build")
+    hidden = build.with_name("build.hidden-by-oomtrace-test")
+    build.rename(hidden)
+    try:
+        proc = subprocess.Popen([*OOMTRACE, "run", "-o", "json", "--cache-dir", str(tmp_path), "-t", "oom_kill"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        start = json.loads(proc.stdout.readline() or "{}")
+        assert start.get("headers") == "btf", proc.stderr.read() if not start else start
+        cg, pid = oom_once("vm-btf", 32 * MiB)
+        time.sleep(1.0)
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+        cg.remove()
+    finally:
+        hidden.rename(build)
+    assert proc.returncode == 0, err
+    (kill,) = [json.loads(line) for line in out.splitlines() if json.loads(line).get("cgroup") == cg.path]
+    assert kill["pid"] == pid and kill["context"] == "kprobe" and kill["memcg_limit"] == 32 * MiB
+
+
+def test_doctor_reports_this_kernel(cache_dir):
+    done = subprocess.run([*OOMTRACE, "doctor", "--cache-dir", str(cache_dir)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert platform.release() in out
+    assert "kprobe" in out and "oom_kill_process" in out
+    assert f"/lib/modules/{platform.release()}/build" in out or "kernel-headers" in out
