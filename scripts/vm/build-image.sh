@@ -2,6 +2,9 @@
 # Build (or reuse from the cache) a bootable Debian test image: rootfs.img (ext4), vmlinuz,
 # initrd.img. The kernel and its headers come from Debian's packages and are installed
 # together; scripts/vm/provision.sh (the same recipe as Vagrant's) runs inside the chroot.
+# The same root filesystem serves qemu (booted with init=oomtrace-vm-init) and, as a Vagrant
+# box (build-box.sh), libvirt (booted with systemd): it has systemd, sshd, sudo, rsync and the
+# `vagrant` user with Vagrant's well-known insecure key, DHCP by systemd-networkd.
 # Usage: build-image.sh SUITE OUTDIR     (SUITE: bookworm → 6.1, trixie → 6.12)
 # Cache: $OOMTRACE_VM_CACHE (default /var/cache/oomtrace-vm): downloaded .debs, and the
 # image itself keyed by suite + this script + provision.sh + guest-init.sh.
@@ -10,7 +13,8 @@ suite="$1"
 out="$2"
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${OOMTRACE_VM_CACHE:-/var/cache/oomtrace-vm}"
-key="$(cat "$here/build-image.sh" "$here/provision.sh" "$here/guest-init.sh" | sha256sum | cut -c1-16)"
+key="$(cat "$here/build-image.sh" "$here/provision.sh" "$here/guest-init.sh" "$here/vagrant-insecure.pub" \
+    | sha256sum | cut -c1-16)"
 image="$cache/images/$suite-$key"
 mkdir -p "$cache/debs/$suite" "$out"
 
@@ -19,7 +23,9 @@ if [ ! -s "$image/rootfs.img" ]; then
     trap 'rm -rf "$root"' EXIT
     # A small initramfs (virtio and ext4 only): it boots in seconds under software emulation.
     mmdebstrap --mode=root --variant=minbase --quiet \
-        --include=linux-image-amd64,linux-headers-amd64,initramfs-tools,ca-certificates \
+        --include=linux-image-amd64,linux-headers-amd64,initramfs-tools,ca-certificates,systemd-sysv,udev,openssh-server,sudo,rsync \
+        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' \
         --skip=download/empty --skip=essential/unlink \
         --setup-hook='mkdir -p "$1"/var/cache/apt/archives "$1"/usr/share/initramfs-tools/modules.d "$1"/etc/initramfs-tools/conf.d' \
         --setup-hook="sync-in '$cache/debs/$suite' /var/cache/apt/archives/" \
@@ -30,6 +36,14 @@ if [ ! -s "$image/rootfs.img" ]; then
         --customize-hook="copy-in '$here/guest-init.sh' /usr/local/sbin" \
         --customize-hook='mv "$1"/usr/local/sbin/guest-init.sh "$1"/usr/local/sbin/oomtrace-vm-init; chmod 755 "$1"/usr/local/sbin/oomtrace-vm-init' \
         --customize-hook='echo oomtrace-vm > "$1"/etc/hostname; printf "127.0.0.1 localhost oomtrace-vm\n" > "$1"/etc/hosts' \
+        --customize-hook="copy-in '$here/vagrant-insecure.pub' /tmp" \
+        --customize-hook='chroot "$1" useradd -m -s /bin/bash vagrant
+            mkdir -p "$1"/home/vagrant/.ssh && cp "$1"/tmp/vagrant-insecure.pub "$1"/home/vagrant/.ssh/authorized_keys
+            chroot "$1" chown -R vagrant:vagrant /home/vagrant/.ssh && chmod 700 "$1"/home/vagrant/.ssh
+            echo "vagrant ALL=(ALL) NOPASSWD: ALL" > "$1"/etc/sudoers.d/vagrant
+            printf "[Match]\nName=en* eth*\n[Network]\nDHCP=yes\n" > "$1"/etc/systemd/network/80-dhcp.network
+            chroot "$1" systemctl enable systemd-networkd >/dev/null 2>&1
+            printf "/dev/vda / ext4 rw 0 1\n" > "$1"/etc/fstab' \
         --customize-hook="sync-out /var/cache/apt/archives '$cache/debs/$suite'" \
         "$suite" "$root" http://deb.debian.org/debian
     mkdir -p "$image.tmp"

@@ -35,17 +35,7 @@ seconds=$(( $(date +%s) - start ))
 debugfs -R "dump /.vm-results/junit.xml $work/junit.xml" "$work/code.img" >/dev/null 2>&1 || true
 
 rc=$(sed -n 's/^OOMTRACE-VM-RC \([0-9]*\).*/\1/p' "$work/results.log" | tail -1)
-summary=$(python3 - "$work/junit.xml" <<'PY'
-import sys, xml.etree.ElementTree as ET
-try:
-    root = ET.parse(sys.argv[1]).getroot()
-except (OSError, ET.ParseError):
-    print("0 0 0"); sys.exit()
-suites = [root] if root.tag == "testsuite" else list(root)
-t = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
-print(t["tests"] - t["failures"] - t["errors"] - t["skipped"], t["failures"] + t["errors"], t["skipped"])
-PY
-)
+summary=$(python3 "$here/junit_counts.py" "$work/junit.xml")
 read -r passed failed skipped <<<"$summary"
 echo "$suite $(cat "$work/image/release") qemu/$accel passed=$passed failed=$failed skipped=$skipped seconds=$seconds" \
     | tee "$work/summary"
