@@ -23,6 +23,8 @@ in_ns() { ip netns exec "$ns" "$@"; }
 
 cleanup() {
     (cd "$repo/vagrant" && in_ns vagrant destroy -f "$machine" >/dev/null 2>&1) || true
+    virsh pool-destroy default >/dev/null 2>&1 || true
+    virsh pool-undefine default >/dev/null 2>&1 || true
     for d in libvirtd virtlogd; do
         [ -s "$work/$d.pid" ] && kill "$(cat "$work/$d.pid")" 2>/dev/null || true
     done
@@ -38,11 +40,12 @@ rm -f "$work"/*.pid
 in_ns virtlogd --daemon --pid-file "$work/virtlogd.pid"
 in_ns libvirtd --daemon --pid-file "$work/libvirtd.pid"
 for _ in $(seq 50); do [ -S /run/libvirt/libvirt-sock ] && break; sleep 0.2; done
-if ! virsh pool-info default >/dev/null 2>&1; then
-    mkdir -p "$work/pool"
-    virsh pool-define-as default dir --target "$work/pool" >/dev/null
-fi
-virsh pool-start default >/dev/null 2>&1 || true
+# A storage pool of this run's own (an earlier run's may point at a directory that is gone).
+virsh pool-destroy default >/dev/null 2>&1 || true
+virsh pool-undefine default >/dev/null 2>&1 || true
+mkdir -p "$work/pool"
+virsh pool-define-as default dir --target "$work/pool" >/dev/null
+virsh pool-start default >/dev/null
 
 start=$(date +%s)
 vagrant box add --force --name "oomtrace-$suite-local" "$work/box/oomtrace-$suite.box" >/dev/null
