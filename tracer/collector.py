@@ -49,6 +49,7 @@ class CollectorConfig:
     handshake_timeout: float = 10.0
     expire_interval: float = 60.0
     batch_rows: int = 50_000  # at most this many rows in one transaction
+    pipeline_depth: int = 8  # frames a connection may have waiting for their commit
 
 
 class Writer:
@@ -125,6 +126,7 @@ class Collector:
         self.addresses: list[wire.Address] = []  # where it listens, ports resolved
         self._servers: list[asyncio.AbstractServer] = []
         self._handlers: set[asyncio.Task] = set()
+        self._closing = False
         self._ssl = _server_tls(config) if config.tls_cert else None
 
     # --- sockets ------------------------------------------------------------------------
@@ -151,6 +153,7 @@ class Collector:
     async def close(self) -> None:
         """Stop listening and drop open connections: what they had acked is committed; what
         they had not is resent by their agents."""
+        self._closing = True
         for server in self._servers:
             server.close()
         for task in self._handlers:
@@ -166,6 +169,7 @@ class Collector:
         self._handlers.add(task)
         self.metrics.connections.inc()
         up = wire.unpacker(self.config.max_frame)
+        acks = _Acks(writer, self.config.pipeline_depth)
         fed = done = 0  # bytes received; bytes up to the end of the last whole frame
         try:
             node = peer
@@ -175,7 +179,7 @@ class Collector:
             while True:
                 for frame in wire.frames(up):
                     done = up.tell()
-                    await self._frame(frame, writer, node)
+                    await self._frame(frame, acks, node)
                 data = await reader.read(1 << 16)
                 if not data:
                     if done != fed:
@@ -195,6 +199,21 @@ class Collector:
             log.info("%s: connection lost: %s", peer, e)
         except sqlite3.Error as e:  # e.g. a full disk: nothing is acked, so the agent resends
             self._reject(peer, "store", f"cannot store: {e}")
+        finally:
+            await self._close(peer, acks, writer, task)
+
+    async def _close(self, peer: str, acks: _Acks, writer: asyncio.StreamWriter, task) -> None:
+        """Ack what was committed before the end (even of a connection closed for bad input),
+        unless the collector itself is closing; then close."""
+        try:
+            if self._closing:
+                acks.cancel()
+            else:
+                await acks.finish()
+        except sqlite3.Error as e:
+            self._reject(peer, "store", f"cannot store: {e}")
+        except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
+            pass
         finally:
             self._handlers.discard(task)
             self.metrics.connections.dec()
@@ -225,15 +244,11 @@ class Collector:
         log.info("%s: authenticated as %s", peer, hostname)
         return hostname, fed, up.tell()
 
-    async def _frame(self, frame: object, writer: asyncio.StreamWriter, node: str) -> None:
+    async def _frame(self, frame: object, acks: _Acks, node: str) -> None:
         message = wire.decode(frame, self.config.max_frame)
         rows = store.rows(message, time.time(), node)
         self.metrics.count_received(rows)
-        if rows:
-            await asyncio.wrap_future(self.writer.submit(rows))
-        if message.chunk is not None:
-            writer.write(wire.ack(message.chunk))
-            await writer.drain()
+        await acks.add(self.writer.submit(rows) if rows else None, message.chunk)
 
     def _reject(self, peer: str, reason: str, detail: object) -> None:
         self.metrics.rejected.labels(reason).inc()
@@ -286,6 +301,39 @@ class Collector:
             self.metrics.count_received(rows)
             self.writer.submit(rows).result()
         return len(rows)
+
+
+class _Acks:
+    """One connection's acks, sent in order, each once its frame is committed. The connection
+    goes on reading and decoding while earlier frames commit, at most DEPTH frames ahead, so
+    an agent with several chunks in flight keeps the writer busy."""
+
+    def __init__(self, writer: asyncio.StreamWriter, depth: int) -> None:
+        self.writer = writer
+        self.queue: asyncio.Queue = asyncio.Queue(depth)
+        self.task = asyncio.ensure_future(self._run())
+
+    async def add(self, committed: concurrent.futures.Future | None, chunk: str | None) -> None:
+        if self.task.done():
+            self.task.result()  # the store failed: raise it here
+        await self.queue.put((committed, chunk))
+
+    async def finish(self) -> None:
+        if not self.task.done():
+            await self.queue.put(None)
+        await self.task
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+    async def _run(self) -> None:
+        while (item := await self.queue.get()) is not None:
+            committed, chunk = item
+            if committed is not None:
+                await asyncio.wrap_future(committed)
+            if chunk is not None:
+                self.writer.write(wire.ack(chunk))
+                await self.writer.drain()
 
 
 class IngestError(Exception):

@@ -17,6 +17,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class ForwardConfig:
     tls_verify: bool = True
     chunk_records: int = 1000
     queue_chunks: int = 64  # chunks held in memory before they go to the spool
+    max_inflight: int = 4  # chunks sent and not yet acked
     connect_timeout: float = 5.0
     ack_timeout: float = 10.0
     backoff_min: float = 0.2
@@ -140,6 +142,7 @@ class ForwardSink:
 
     def _send_loop(self) -> None:
         conn: _Connection | None = None
+        window: deque[Chunk] = deque()
         backoff = self.config.backoff_min
         while not self._stop.is_set():
             if conn is None:
@@ -160,33 +163,46 @@ class ForwardSink:
                                 self.config.address, self.spool.records)
                     self.write(self.status_record())
                     self._outage.clear()
-            chunk = self.spool.oldest(_chunk_id) or self._next_queued()
-            if chunk is not None:
-                self._busy.set()
-                conn = self._send(conn, chunk)
-                self._busy.clear()
+            conn = self._exchange(conn, window)
         if conn is not None:
             conn.close()
 
-    def _send(self, conn: _Connection, chunk: Chunk) -> _Connection | None:
-        """Send CHUNK and wait for its ack; on failure spool it and drop the connection."""
+    def _exchange(self, conn: _Connection, window: deque[Chunk]) -> _Connection | None:
+        """Fill the window of chunks in flight (spooled ones first, oldest first), then take one
+        ack, which must be the oldest chunk's. On any failure every chunk in flight is spooled
+        and the connection dropped; the collector stores a resent record once."""
         try:
-            conn.send(chunk)
+            while len(window) < self.config.max_inflight:
+                in_flight = {c.name for c in window if c.name}
+                chunk = self.spool.oldest(_chunk_id, skip=in_flight) or self._next_queued(block=not window)
+                if chunk is None:
+                    break
+                window.append(chunk)
+                self._busy.set()
+                conn.post(chunk)
+            if not window:
+                return conn
+            conn.await_ack(window[0].id)
         except (OSError, wire.WireError, ValueError) as e:
             log.warning("sending to %s failed (%s); will resend", self.config.address, e)
             self.stats.failures += 1
             self._outage.set()
             conn.close()
-            self._to_spool(chunk)
+            while window:
+                self._to_spool(window.popleft())
+            self._busy.clear()
             return None
-        self.spool.remove(chunk)
+        done = window.popleft()
+        self.spool.remove(done)
         self.stats.sent_chunks += 1
-        self.stats.sent_records += chunk.count
+        self.stats.sent_records += done.count
+        if not window:
+            self._busy.clear()
         return conn
 
-    def _next_queued(self) -> Chunk | None:
+    def _next_queued(self, block: bool) -> Chunk | None:
         try:
-            return self._queue.get(timeout=0.1)
+            return self._queue.get(timeout=0.1) if block else self._queue.get_nowait()
         except queue.Empty:
             return None
 
@@ -246,13 +262,16 @@ class _Connection:
         self.sock.sendall(wire.ping(self.config.node, self.config.shared_key, nonce, salt))
         wire.read_pong(self._read(self.config.connect_timeout), salt, nonce, self.config.shared_key)
 
-    def send(self, chunk: Chunk) -> None:
+    def post(self, chunk: Chunk) -> None:
+        self.sock.settimeout(self.config.ack_timeout)
         self.sock.sendall(chunk.frame)
+
+    def await_ack(self, chunk_id: str) -> None:
         reply = self._read(self.config.ack_timeout)
         if isinstance(reply, (list, tuple)) and reply and reply[0] == "HELO":
             raise wire.AuthError("the collector asks for a shared key (--shared-key-file)")
-        if not isinstance(reply, dict) or reply.get("ack") != chunk.id:
-            raise wire.WireError(f"expected the ack of chunk {chunk.id}, got {reply!r:.80}")
+        if not isinstance(reply, dict) or reply.get("ack") != chunk_id:
+            raise wire.WireError(f"expected the ack of chunk {chunk_id}, got {reply!r:.80}")
 
     def _read(self, timeout: float | None = None) -> object:
         self.sock.settimeout(timeout or self.config.ack_timeout)

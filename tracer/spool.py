@@ -65,18 +65,20 @@ class Spool:
             self._files[name] = len(chunk.frame)
             return self._trim(keep=name)
 
-    def oldest(self, decode_id) -> Chunk | None:
-        """The oldest spooled chunk; DECODE_ID reads the chunk id out of its frame."""
+    def oldest(self, decode_id, skip: set[str] | frozenset[str] = frozenset()) -> Chunk | None:
+        """The oldest spooled chunk but those named in SKIP (in flight); DECODE_ID reads the
+        chunk id out of its frame."""
         with self._lock:
-            while self._files:
-                name = next(iter(self._files))
+            while True:
+                name = next((n for n in self._files if n not in skip), None)
+                if name is None:
+                    return None
                 try:
                     frame = (self.directory / name).read_bytes()
                     return Chunk(decode_id(frame), frame, _count(name), name)
                 except (OSError, ValueError):  # unreadable or not a frame: it cannot be sent
                     self.dropped += _count(name)
                     self._unlink(name)
-            return None
 
     def remove(self, chunk: Chunk) -> None:
         with self._lock:
