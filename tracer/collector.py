@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import msgpack
 
@@ -64,7 +64,10 @@ class Writer:
         self._thread.start()
         self._ready.result()  # the database opened, or its error raised here
 
-    def submit(self, rows: list[tuple]) -> concurrent.futures.Future:
+    def submit(self, rows: list[tuple] | Callable[[], tuple[list[tuple], object]]) -> concurrent.futures.Future:
+        """Store ROWS, or what a callable decodes in this thread (then the future's result is the
+        callable's second value: the chunk to ack). Decoding here, beside the inserts, keeps the
+        event loop's thread and this one from trading the GIL back and forth for every frame."""
         future: concurrent.futures.Future = concurrent.futures.Future()
         self._queue.put((rows, future))
         return future
@@ -87,7 +90,7 @@ class Writer:
                 if item is None:
                     return
                 batch = [item]
-                size = len(item[0])
+                size = _size(item[0])
                 while size < self.config.batch_rows:
                     try:
                         item = self._queue.get_nowait()
@@ -97,7 +100,7 @@ class Writer:
                         self._queue.put(None)  # finish this round first
                         break
                     batch.append(item)
-                    size += len(item[0])
+                    size += _size(item[0])
                 self._commit(db, batch)
                 if time.monotonic() >= next_expire:
                     self.metrics.expired.inc(db.expire(self.config.retention))
@@ -106,16 +109,29 @@ class Writer:
             db.close()
 
     def _commit(self, db: store.Store, batch: list) -> None:
+        ready, results = [], []
+        for work, future in batch:
+            if callable(work):
+                try:
+                    rows, result = work()
+                except Exception as e:  # noqa: BLE001 - that frame's connection closes; the rest go on
+                    future.set_exception(e if isinstance(e, wire.WireError) else
+                                         wire.WireError(f"cannot decode the frame: {type(e).__name__}: {e}"))
+                    continue
+            else:
+                rows, result = work, None
+            ready.append(rows)
+            results.append((future, result))
         try:
-            added = db.add([row for rows, _ in batch for row in rows])
+            added = db.add([row for rows in ready for row in rows])
         except Exception as e:  # noqa: BLE001 - each waiter gets the error; nothing is acked
             log.error("store: %s", e)
-            for _, future in batch:
+            for future, _ in results:
                 future.set_exception(e)
             return
         self.metrics.count_added(added)
-        for _, future in batch:
-            future.set_result(None)
+        for future, result in results:
+            future.set_result(result)
 
 
 class Collector:
@@ -212,6 +228,8 @@ class Collector:
                 await acks.finish()
         except sqlite3.Error as e:
             self._reject(peer, "store", f"cannot store: {e}")
+        except wire.WireError as e:  # decoded in the writer's thread, after the reader moved on
+            self._reject(peer, "invalid", e)
         except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
             pass
         finally:
@@ -245,10 +263,13 @@ class Collector:
         return hostname, fed, up.tell()
 
     async def _frame(self, frame: object, acks: _Acks, node: str) -> None:
-        message = wire.decode(frame, self.config.max_frame)
-        rows = store.rows(message, time.time(), node)
-        self.metrics.count_received(rows)
-        await acks.add(self.writer.submit(rows) if rows else None, message.chunk)
+        def decode() -> tuple[list[tuple], str | None]:  # runs in the writer's thread
+            message = wire.decode(frame, self.config.max_frame)
+            rows = store.rows(message, time.time(), node)
+            self.metrics.count_received(rows)
+            return rows, message.chunk
+
+        await acks.add(self.writer.submit(decode))
 
     def _reject(self, peer: str, reason: str, detail: object) -> None:
         self.metrics.rejected.labels(reason).inc()
@@ -303,37 +324,54 @@ class Collector:
         return len(rows)
 
 
+def _size(work) -> int:
+    return 1000 if callable(work) else len(work)  # a frame's rows are counted once decoded
+
+
 class _Acks:
     """One connection's acks, sent in order, each once its frame is committed. The connection
     goes on reading and decoding while earlier frames commit, at most DEPTH frames ahead, so
-    an agent with several chunks in flight keeps the writer busy."""
+    an agent with several chunks in flight keeps the writer busy. After a frame fails (bad
+    input, a store error) nothing more is acked; the error is raised once, by add() or finish()."""
 
     def __init__(self, writer: asyncio.StreamWriter, depth: int) -> None:
         self.writer = writer
         self.queue: asyncio.Queue = asyncio.Queue(depth)
+        self.error: BaseException | None = None
+        self._raised = False
         self.task = asyncio.ensure_future(self._run())
 
-    async def add(self, committed: concurrent.futures.Future | None, chunk: str | None) -> None:
-        if self.task.done():
-            self.task.result()  # the store failed: raise it here
-        await self.queue.put((committed, chunk))
+    async def add(self, committed: concurrent.futures.Future) -> None:
+        """COMMITTED's result is the chunk to ack (None: the sender wants no ack)."""
+        self._raise()
+        await self.queue.put(committed)
 
     async def finish(self) -> None:
-        if not self.task.done():
-            await self.queue.put(None)
+        await self.queue.put(None)
         await self.task
+        self._raise()
 
     def cancel(self) -> None:
         self.task.cancel()
 
+    def _raise(self) -> None:
+        if self.error is not None and not self._raised:
+            self._raised = True
+            raise self.error
+
     async def _run(self) -> None:
-        while (item := await self.queue.get()) is not None:
-            committed, chunk = item
-            if committed is not None:
-                await asyncio.wrap_future(committed)
-            if chunk is not None:
-                self.writer.write(wire.ack(chunk))
-                await self.writer.drain()
+        while (committed := await self.queue.get()) is not None:
+            try:
+                chunk = await asyncio.wrap_future(committed)
+            except (wire.WireError, sqlite3.Error) as e:
+                self.error = self.error or e
+                continue
+            if chunk is not None and self.error is None:
+                try:
+                    self.writer.write(wire.ack(chunk))
+                    await self.writer.drain()
+                except (ConnectionError, ssl.SSLError) as e:  # the agent went away: it resends
+                    self.error = e
 
 
 class IngestError(Exception):

@@ -29,6 +29,7 @@ class Metrics:
         self.agent_dropped = Gauge("oomtrace_agent_records_dropped_total",
                                    "Records an agent's full spool dropped since it started", ["node"], registry=r)
         self.connections = Gauge("oomtrace_connections", "Open agent connections", registry=r)
+        self._kills: dict[tuple[str, str], object] = {}  # labels() is slow; a kill storm is not rare
 
     def count_received(self, rows: list[tuple]) -> None:
         for node, n in Tally(row[3] or "" for row in rows).items():
@@ -40,7 +41,11 @@ class Metrics:
         for rec in added.new:
             node = str(rec.get("node") or "")
             if rec.get("type") == "oom_kill":
-                self.oom_kills.labels(node, str(rec.get("cgroup") or "")).inc()
+                key = (node, str(rec.get("cgroup") or ""))
+                child = self._kills.get(key)
+                if child is None:
+                    child = self._kills[key] = self.oom_kills.labels(*key)
+                child.inc()
             else:  # forward_status: the agent's own counters
                 self.agent_spooled.labels(node).set(_number(rec.get("spooled")))
                 self.agent_spooled_total.labels(node).set(_number(rec.get("spooled_total")))
