@@ -190,13 +190,14 @@ def test_bad_input_closes_only_its_connection(tmp_path):
             "truncated": _frame(make_records(3, prefix="t"), "t")[:-5],
             "wrong types": msgpack.packb(["t", 1700000000, ["not", "a", "map"]]),
             "valid then garbage": good + b"\xc1",
+            "more bad frames than the ack queue holds": b"\x00" * 20,  # once deadlocked the reader
         }
         replies = {name: _raw(running.address, data) for name, data in cases.items()}
         assert replies["valid then garbage"] == wire.ack("ok")  # acked before the garbage
         assert all(not reply for name, reply in replies.items() if name != "valid then garbage")
         rejected = {s.labels["reason"]: s.value for m in running.metrics.rejected.collect() for s in m.samples
                     if s.name.endswith("_total")}
-        assert rejected == {"invalid": 4, "oversized": 1}
+        assert rejected == {"invalid": 5, "oversized": 1}
         send(sink, make_records(100, prefix="b"))  # the healthy agent never noticed
         sink.close()
         assert sink.stats.sent_records == 200 and sink.stats.failures == 0
