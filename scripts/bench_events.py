@@ -67,7 +67,8 @@ def start_time(cache: Path) -> tuple[float, float, int]:
                              "--duration", "1"], stdout=subprocess.PIPE, text=True)
     start = json.loads(proc.stdout.readline())
     spawn_to_start = time.monotonic() - t0
-    rss = int(next(l for l in open(f"/proc/{proc.pid}/status") if l.startswith("VmRSS")).split()[1])
+    status = open(f"/proc/{proc.pid}/status").read().splitlines()
+    rss = int(next(line for line in status if line.startswith("VmRSS")).split()[1])
     proc.communicate(timeout=30)
     return spawn_to_start, start["startup_seconds"], rss
 
@@ -147,13 +148,16 @@ def main() -> None:
     lat = figures["latency"]
     rows = [
         ("headers", source.kind, ""),
-        ("start, cold cache (spawn -> start record)", f"{cold[0]:.2f} s (engine {cold[1]:.2f} s)", f"bare BCC {bare_ready:.2f} s"),
-        ("start, warm cache (median of 3)", f"{warm_spawn:.2f} s (engine {warm_engine:.2f} s)", f"bare BCC {bare_ready:.2f} s"),
+        ("start, cold cache (spawn -> start record)", f"{cold[0]:.2f} s (engine {cold[1]:.2f} s)",
+         f"bare BCC {bare_ready:.2f} s"),
+        ("start, warm cache (median of 3)", f"{warm_spawn:.2f} s (engine {warm_engine:.2f} s)",
+         f"bare BCC {bare_ready:.2f} s"),
         ("OOM kill -> record p50", f"{pct(lat, 50):.2f} ms", f"bare loop {pct(bare_lat, 50):.2f} ms"),
         ("OOM kill -> record p99", f"{pct(lat, 99):.2f} ms", f"bare loop {pct(bare_lat, 99):.2f} ms"),
         ("OOM kills seen", f"{figures['kills_seen']}/{args.kills}", f"bare loop {len(bare_lat)}/{args.kills}"),
         ("cgroup storm delivered / generated",
-         f"{figures['delivered'] / figures['generated']:.3f} ({figures['delivered']}/{figures['generated']} in {figures['storm_s']:.2f} s)",
+         f"{figures['delivered'] / figures['generated']:.3f} "
+         f"({figures['delivered']}/{figures['generated']} in {figures['storm_s']:.2f} s)",
          f"lost {figures['lost']}"),
         ("RSS after start", f"{warm[-1][2] / 1024:.0f} MB", f"bare BCC {bare_rss / 1024:.0f} MB"),
     ]
