@@ -1,11 +1,11 @@
 """The collector: the Forward protocol in (TCP, TLS, unix socket) or a record stream on stdin,
 SQLite out.
 
-A connection reads a frame, hands its rows to the one writer thread and acks the chunk only
-once the writer has committed it. The writer puts whatever is waiting into one transaction
-(group commit), so many agents cost one fsync per round, not one per chunk. A bad frame
-closes its own connection with a logged reason; other connections and stored records are
-untouched.
+A connection reads frames and hands them to the one writer thread, which decodes them and
+puts whatever is waiting into one transaction (group commit: many agents cost one fsync per
+round, not one per chunk). Each chunk is acked, in order, only once it is committed. A bad
+frame closes its own connection with a logged reason, after acking what came before it;
+other connections and stored records are untouched.
 """
 
 from __future__ import annotations

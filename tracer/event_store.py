@@ -2,7 +2,7 @@
 
 Unlike cAdvisor, whose watchers get a blocking send (one slow watcher stalls every producer),
 each watcher here has a bounded queue: when it is full the event is dropped for that watcher
-only, counted, and the watcher is told how many it missed with its next event.
+only and counted in its `dropped`, which its reader checks (`oomtrace events` says so).
 """
 
 from __future__ import annotations
