@@ -2,9 +2,10 @@
 
 The engine thread only packs records and queues chunks; a sender thread owns the connection.
 Every chunk carries the Forward `chunk` option and is forgotten only once the collector has
-acked it; up to max_inflight chunks are sent ahead, acked in order. While the collector is unreachable, chunks go to the on-disk spool and are sent,
-oldest first, once it is back (reconnecting with exponential backoff). Chunks in flight
-when the connection broke are resent; records keep their ids, so the collector stores them once.
+acked it; up to max_inflight chunks are sent ahead, acked in order. While the collector is
+unreachable, chunks go to the on-disk spool and are sent, oldest first, once it is back
+(reconnecting with exponential backoff). Chunks in flight when the connection broke are
+resent; records keep their ids, so the collector stores them once.
 """
 
 from __future__ import annotations
