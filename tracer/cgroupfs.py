@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,22 +93,31 @@ def _v2_controllers(mount: str) -> list[str]:
         return []
 
 
+def cgroup_dirs(mount: str, top: str = "/") -> Iterator[tuple[str, str]]:
+    """(directory, cgroup path) of every cgroup below MOUNT, whose own path is TOP. A cgroup
+    removed during the walk is simply not descended into."""
+    stack = [(mount, top)]
+    while stack:
+        directory, path = stack.pop()
+        yield directory, path
+        try:
+            with os.scandir(directory) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((entry.path, path.rstrip("/") + "/" + entry.name))
+        except OSError:
+            continue
+
+
 def walk(hierarchy: Hierarchy) -> dict[int, str]:
     """id -> path (relative to the hierarchy root, starting with /) of every cgroup in it."""
     if not hierarchy.mount:
         return {}
     prefix = "" if hierarchy.root == "/" else hierarchy.root.rstrip("/")
     found: dict[int, str] = {}
-    stack = [(hierarchy.mount, prefix or "/")]
-    while stack:
-        directory, path = stack.pop()
+    for directory, path in cgroup_dirs(hierarchy.mount, prefix or "/"):
         try:
             found[os.stat(directory).st_ino] = path
-            with os.scandir(directory) as it:
-                for entry in it:
-                    if entry.is_dir(follow_symlinks=False):
-                        child = path.rstrip("/") + "/" + entry.name
-                        stack.append((entry.path, child))
         except OSError:  # removed while we walked: it will show up as an rmdir event
             continue
     return found

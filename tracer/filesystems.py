@@ -27,18 +27,23 @@ def mounts(proc: Path = Path("/proc")) -> list[Mount]:
         return []
 
 
-def machine_filesystems(proc: Path = Path("/proc")) -> list[FsInfo]:
-    """Block-device filesystems, one per device (cAdvisor's MachineInfo.Filesystems)."""
-    seen: dict[str, FsInfo] = {}
+def _device_mounts(proc: Path) -> list[tuple[Mount, os.statvfs_result]]:
+    """The first mount of each block device, with its statvfs: one mountinfo read in all."""
+    out: dict[str, tuple[Mount, os.statvfs_result]] = {}
     for m in mounts(proc):
-        if m.fstype in _PSEUDO or not m.device.startswith("/dev/") or m.device in seen:
+        if m.fstype in _PSEUDO or not m.device.startswith("/dev/") or m.device in out:
             continue
         try:
-            st = os.statvfs(m.mountpoint)
+            out[m.device] = (m, os.statvfs(m.mountpoint))
         except OSError:
             continue
-        seen[m.device] = FsInfo(m.device, st.f_blocks * st.f_frsize, m.fstype, st.f_files, st.f_files > 0)
-    return list(seen.values())
+    return list(out.values())
+
+
+def machine_filesystems(proc: Path = Path("/proc")) -> list[FsInfo]:
+    """Block-device filesystems, one per device (cAdvisor's MachineInfo.Filesystems)."""
+    return [FsInfo(m.device, st.f_blocks * st.f_frsize, m.fstype, st.f_files, st.f_files > 0)
+            for m, st in _device_mounts(proc)]
 
 
 def mount_of(path: str, proc: Path = Path("/proc")) -> Mount | None:
@@ -67,15 +72,11 @@ def fs_stats(proc: Path = Path("/proc")) -> list[FsStats]:
     """The root container's Filesystem stats: capacity and /proc/diskstats counters per device."""
     disk = _diskstats(proc)
     out = []
-    for info in machine_filesystems(proc):
-        m = next((m for m in mounts(proc) if m.device == info.device), None)
-        if m is None:
-            continue
-        st = os.statvfs(m.mountpoint)
+    for m, st in _device_mounts(proc):
         io = disk.get((m.major, m.minor), [0] * 11)
-        out.append(FsStats(device=info.device, type=info.type, limit=info.capacity,
+        out.append(FsStats(device=m.device, type=m.fstype, limit=st.f_blocks * st.f_frsize,
                            usage=(st.f_blocks - st.f_bfree) * st.f_frsize, available=st.f_bavail * st.f_frsize,
-                           has_inodes=info.has_inodes, inodes=st.f_files, inodes_free=st.f_ffree,
+                           has_inodes=st.f_files > 0, inodes=st.f_files, inodes_free=st.f_ffree,
                            reads_completed=io[0], reads_merged=io[1], sectors_read=io[2], read_time=io[3],
                            writes_completed=io[4], writes_merged=io[5], sectors_written=io[6], write_time=io[7],
                            io_in_progress=io[8], io_time=io[9], weighted_io_time=io[10]))

@@ -278,13 +278,11 @@ class Manager:
         return filesystems.fs_info("/", self.roots.proc, labels=("root",))
 
     def images_fs_info(self) -> list[FsInfoV2]:
-        found = [d for d in self.config.images_dirs if os.path.isdir(d)]
-        return [filesystems.fs_info(found[0] if found else "/", self.roots.proc, labels=("images",))]
+        return [filesystems.fs_info(self._runtime_dir(), self.roots.proc, labels=("images",))]
 
     def container_fs_info(self) -> FsInfoV2:
         """The filesystem holding the runtime's writable layers (with containerd/docker: its root)."""
-        found = [d for d in self.config.images_dirs if os.path.isdir(d)]
-        return filesystems.fs_info(found[0] if found else "/", self.roots.proc, labels=("containers",))
+        return filesystems.fs_info(self._runtime_dir(), self.roots.proc, labels=("containers",))
 
     def get_dir_fs_info(self, path: str) -> FsInfoV2:
         return filesystems.fs_info(path, self.roots.proc)
@@ -316,6 +314,10 @@ class Manager:
         if c is None:
             raise ContainerGone(f"unknown container {name!r}")
         return c
+
+    def _runtime_dir(self) -> str:
+        """The first container runtime's directory there is (images and layers), else /."""
+        return next((d for d in self.config.images_dirs if os.path.isdir(d)), "/")
 
     def _below(self, name: str) -> list[str]:
         prefix = name.rstrip("/") + "/"

@@ -22,7 +22,6 @@ from ._files import Vanished, read
 # Controllers oomtrace reads, and the v2 controller that stands for each.
 _V2_NAME = {"cpu": "cpu", "cpuacct": "cpu", "cpuset": "cpuset", "memory": "memory", "pids": "pids",
             "blkio": "io", "hugetlb": "hugetlb"}
-CONTROLLERS = tuple(_V2_NAME)
 
 
 class ContainerGone(NoSuchCgroup):
@@ -69,26 +68,13 @@ class Layout:
 
     def names(self) -> set[str]:
         """Every container (cgroup path) of every hierarchy oomtrace reads."""
-        out: set[str] = set()
-        for mount in {m for _, m in self.controllers.values()}:
-            stack = [(mount, "/")]
-            while stack:
-                directory, name = stack.pop()
-                out.add(name)
-                try:
-                    with os.scandir(directory) as it:
-                        for entry in it:
-                            if entry.is_dir(follow_symlinks=False):
-                                stack.append((entry.path, name.rstrip("/") + "/" + entry.name))
-                except OSError:  # removed while walking
-                    continue
-        return out
+        mounts = {m for _, m in self.controllers.values()}
+        return {path for mount in mounts for _, path in cgroupfs.cgroup_dirs(mount)}
 
 
 @dataclass(frozen=True)
 class StatsOptions:
     per_cpu: bool = True  # cpuacct.usage_percpu (v1 only: v2 has no per-CPU figures)
-    processes: bool = True  # cgroup.procs line count
     diskio: bool = True
     hugetlb: bool = True
 
@@ -110,9 +96,6 @@ class ContainerDirs:
 
     def version(self, controller: str) -> int:
         return self.by_controller[controller][0]
-
-    def exists(self) -> bool:
-        return any(os.path.isdir(d) for _, d in self.by_controller.values())
 
 
 def read_spec(dirs: ContainerDirs) -> ContainerSpec:
