@@ -25,6 +25,7 @@ def _manager(network: bool = True):
 
 
 def _emit_json(value) -> None:
+    """VALUE (model dataclasses, or dicts and lists of them) as cAdvisor's JSON."""
     click.echo(json.dumps(to_json(value), indent=1))
 
 
@@ -37,7 +38,7 @@ def machine(output: str) -> None:
 
     info, version = machine_info.machine_info(), machine_info.version_info()
     if output == "json":
-        click.echo(json.dumps({"machine": to_json(info), "version": to_json(version)}, indent=1))
+        _emit_json({"machine": info, "version": version})
     else:
         click.echo(machine_table(info, version))
 
@@ -61,7 +62,7 @@ def containers(name: str, recursive: bool, interval: float, output: str) -> None
     finally:
         m.stop()
     if output == "json":
-        click.echo(json.dumps({n: to_json(i) for n, i in info.items()}, indent=1))
+        _emit_json(info)
     else:
         click.echo(containers_table(info))
 
@@ -107,7 +108,7 @@ def fs(path: str, usage: bool, output: str) -> None:
         doc = to_json(info)
         if walked is not None:
             doc["dir_usage"] = {"bytes": walked.bytes, "inodes": walked.inodes, "seconds": round(walked.seconds, 3)}
-        click.echo(json.dumps(doc, indent=1))
+        _emit_json(doc)
         return
     from .tables import fs_table
 
