@@ -113,11 +113,7 @@ class ForwardSink:
             time.sleep(0.01)
         self._stop.set()
         self._thread.join()
-        while True:
-            try:
-                self._to_spool(self._queue.get_nowait())
-            except queue.Empty:
-                break
+        self._spool_queue()
 
     def _unsent(self) -> bool:
         return self._busy.is_set() or not self._queue.empty() or len(self.spool) > 0
@@ -208,7 +204,8 @@ class ForwardSink:
             return None
 
     def _spool_queue(self) -> None:
-        """Unreachable: what waits in memory goes to disk, where a restart does not lose it."""
+        """Unreachable, or stopping: what waits in memory goes to disk, where a restart does not
+        lose it."""
         while True:
             try:
                 self._to_spool(self._queue.get_nowait())

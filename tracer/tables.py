@@ -1,4 +1,4 @@
-"""Stored records as a readable table (oomtrace events)."""
+"""Readable tables: stored records (oomtrace events) and the container Interface's views."""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ def events_table(records: list[dict]) -> str:
     rows = [("TIME", "NODE", "TYPE", "CGROUP", "DETAILS")]
     rows += [(_when(r.get("time")), str(r.get("node") or "-"), str(r.get("type") or r.get("tag") or "-"),
               str(r.get("cgroup") or "-"), _details(r)) for r in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
-                     for row in rows)
+    return _columns(rows)
 
 
 def _details(record: dict) -> str:
