@@ -29,9 +29,10 @@ import msgpack
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tracer import store, wire  # noqa: E402
-from tracer.forwarder import ForwardConfig, ForwardSink  # noqa: E402
-from tracer.records import RecordStamper  # noqa: E402
+from tracer.forward import wire  # noqa: E402
+from tracer.collect import store  # noqa: E402
+from tracer.forward.forwarder import ForwardConfig, ForwardSink  # noqa: E402
+from tracer.events.records import RecordStamper  # noqa: E402
 
 
 def records(n: int) -> list[dict]:

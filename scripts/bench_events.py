@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.kernel import MemCgroup, go, running_engine, spawn_hog  # noqa: E402
-from tracer import headers  # noqa: E402
+from tracer.kernel import headers  # noqa: E402
 
 MiB = 1 << 20
 BARE = r"""

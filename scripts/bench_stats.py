@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tracer.containers import Layout  # noqa: E402
-from tracer.manager import Manager, ManagerConfig  # noqa: E402
+from tracer.stats.cgroups import Layout  # noqa: E402
+from tracer.stats.manager import Manager, ManagerConfig  # noqa: E402
 
 PREFIX = "oomtrace-bench"
 
@@ -147,7 +147,7 @@ def run(layout: Layout, names: list[str], repeat: int) -> None:
 
 def start_engine():
     from tests.kernel import CollectingSink
-    from tracer.engine import Engine, EngineConfig
+    from tracer.events.engine import Engine, EngineConfig
 
     engine = Engine(CollectingSink(), EngineConfig(cache_dir=Path(tempfile.gettempdir()) / "oomtrace-bench-cache"))
     engine.start()

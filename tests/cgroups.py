@@ -9,7 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from tracer.containers import Layout
+from tracer.stats.cgroups import Layout
 
 
 @dataclass

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import msgpack
 
-from tracer.collector import Collector, CollectorConfig
-from tracer.records import RecordStamper
-from tracer.wire import Address
+from tracer.collect.collector import Collector, CollectorConfig
+from tracer.events.records import RecordStamper
+from tracer.forward.wire import Address
 
 OOMTRACE = [sys.executable, "-m", "tracer"]
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracer import cgroupfs
+from tracer.kernel import cgroupfs
 
 # Allocates 1 MiB at a time, writing every page, once a byte arrives on stdin.
 HOG = "import sys\nsys.stdin.read(1)\na = []\nwhile True:\n    a.append(b'x' * (1 << 20))\n"
@@ -120,7 +120,7 @@ class CollectingSink:
 @contextmanager
 def running_engine(cache_dir: Path, pressure_interval: float):
     """A started engine polling in a thread, its records collecting in engine.sink."""
-    from tracer.engine import Engine, EngineConfig
+    from tracer.events.engine import Engine, EngineConfig
 
     engine = Engine(CollectingSink(), EngineConfig(cache_dir=cache_dir, pressure_interval=pressure_interval))
     engine.start()

@@ -2,7 +2,7 @@ import ctypes
 
 import pytest
 
-from tracer import bpf_source
+from tracer.kernel import bpf_source
 
 
 def test_installed_header_parses_into_aligned_events():

@@ -1,4 +1,4 @@
-from tracer import btf_trim
+from tracer.kernel import btf_trim
 
 DUMP = """#ifndef __VMLINUX_H__
 #define __VMLINUX_H__

@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tracer import cgroupfs
+from tracer.kernel import cgroupfs
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from tests.kernel import CollectingSink
-from tracer import cli
-from tracer.engine import Engine
+from tracer.cli import main
+from tracer.events.engine import Engine
 from tracer.errors import ProbeError
 
 
@@ -15,13 +15,13 @@ def test_a_probe_failure_exits_1_with_one_clear_line(monkeypatch, tmp_path):
         raise ProbeError("cannot attach raw tracepoint oom:mark_victim: no such tracepoint")
 
     monkeypatch.setattr(Engine, "start", fail)
-    result = CliRunner().invoke(cli.main, ["run", "--cache-dir", str(tmp_path)])
+    result = CliRunner().invoke(main, ["run", "--cache-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert result.output.strip() == "Error: cannot attach raw tracepoint oom:mark_victim: no such tracepoint"
 
 
 def test_unknown_type_is_a_usage_error():
-    result = CliRunner().invoke(cli.main, ["run", "--type", "nope"])
+    result = CliRunner().invoke(main, ["run", "--type", "nope"])
     assert result.exit_code == 2 and "nope" in result.output
 
 

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 
 from tests.collecting import (OOMTRACE, CollectorProcess, RunningCollector, config, make_records, stored,
                               wait_until)
-from tracer import wire
-from tracer.forwarder import ForwardConfig, ForwardSink
-from tracer.metrics import Metrics
-from tracer.spool import Chunk, Spool
+from tracer.forward import wire
+from tracer.forward.forwarder import ForwardConfig, ForwardSink
+from tracer.collect.metrics import Metrics
+from tracer.forward.spool import Chunk, Spool
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tracer.containers import ContainerGone, Layout, read_spec, read_stats
-from tracer.manager import Manager, ManagerConfig
-from tracer.model import RequestOptions, to_json
+from tracer.stats.cgroups import ContainerGone, Layout, read_spec, read_stats
+from tracer.stats.manager import Manager, ManagerConfig
+from tracer.stats.model import RequestOptions, to_json
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 POD = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0a1b2c3d_4e5f_6789_abcd_ef0123456789.slice"

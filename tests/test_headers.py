@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tracer import headers
+from tracer.kernel import headers
 from tracer.errors import KernelUnsupported
 
 BTF_C = """\

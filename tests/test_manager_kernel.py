@@ -12,9 +12,9 @@ import time
 import pytest
 
 from tests.cgroups import Cgroup
-from tracer.containers import ContainerGone
-from tracer.manager import Manager, ManagerConfig
-from tracer.model import ContainerInfoRequest, EventRequest, RequestOptions, to_json
+from tracer.stats.cgroups import ContainerGone
+from tracer.stats.manager import Manager, ManagerConfig
+from tracer.stats.model import ContainerInfoRequest, EventRequest, RequestOptions, to_json
 
 pytestmark = pytest.mark.root
 MiB = 1 << 20

@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from tracer.containers.naming import identify
-from tracer.event_store import EventPolicy, EventStore
-from tracer.manager import cpu_inst
-from tracer.model import (ContainerInfo, ContainerReference, ContainerStats, CpuStats, CpuUsage, Event, EventData,
+from tracer.stats.cgroups.naming import identify
+from tracer.stats.container_events import EventPolicy, EventStore
+from tracer.stats.manager import cpu_inst
+from tracer.stats.model import (ContainerInfo, ContainerReference, ContainerStats, CpuStats, CpuUsage, Event, EventData,
                           EventRequest, FsStats, MemoryStats, NetworkStats, InterfaceStats, OomKillEventData, rfc3339,
                           to_json)
 

@@ -14,8 +14,8 @@ import pytest
 import trustme
 
 from tests.collecting import RunningCollector, config, make_records, stored, wait_until
-from tracer import wire
-from tracer.forwarder import ForwardConfig, ForwardSink
+from tracer.forward import wire
+from tracer.forward.forwarder import ForwardConfig, ForwardSink
 
 PEERS = Path(__file__).resolve().parent / "peers"
 NODE = shutil.which("node")

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tracer import headers, host, probes
+from tracer.kernel import headers
+from tracer.kernel import host
+from tracer.kernel import probes
 
 pytestmark = pytest.mark.root
 
@@ -52,7 +54,7 @@ def test_every_program_passes_this_kernels_verifier(cache_dir, task_arg):
 
     from bcc import BPF
 
-    from tracer import bpf_source
+    from tracer.kernel import bpf_source
 
     if task_arg:  # that variant's classic tracepoint half is compiled against tracefs's format
         assert host.gather().mark_victim_task_arg, "this kernel's mark_victim has no task argument"

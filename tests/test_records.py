@@ -4,9 +4,9 @@ import ctypes
 
 import pytest
 
-from tracer import bpf_source
-from tracer.cgroupfs import CgroupPaths, CgroupResolver, Hierarchy
-from tracer.records import Clock, RecordBuilder, RecordFilter
+from tracer.kernel import bpf_source
+from tracer.kernel.cgroupfs import CgroupPaths, CgroupResolver, Hierarchy
+from tracer.events.records import Clock, RecordBuilder, RecordFilter
 
 L = bpf_source.layout()
 C = L.constants
@@ -95,7 +95,7 @@ def test_clock_maps_monotonic_to_wall():
 
 
 def test_stamped_ids_are_unique_within_and_across_runs():
-    from tracer.records import RecordStamper
+    from tracer.events.records import RecordStamper
 
     a, b = RecordStamper("n1"), RecordStamper("n1")
     ids = [a.stamp({"type": "x"})["id"] for _ in range(1000)] + [b.stamp({"type": "x"})["id"]]

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import msgpack
 
-from tracer.cgroupfs import CgroupPaths, CgroupResolver
-from tracer.pressure import PressureTracker
-from tracer.sinks import format_text, make_sink
+from tracer.kernel.cgroupfs import CgroupPaths, CgroupResolver
+from tracer.events.pressure import PressureTracker
+from tracer.events.sinks import format_text, make_sink
 
 REC = {"type": "oom_kill", "time": 1.5, "pid": 3, "comm": "a b", "cgroup": "/x", "memcg": None}
 
@@ -56,7 +56,7 @@ def test_pressure_reports_growth_per_cgroup_and_interval_max():
 def test_a_pipe_whose_reader_closed_is_not_alive():
     import os
 
-    from tracer.sinks import reader_alive
+    from tracer.events.sinks import reader_alive
 
     r, w = os.pipe()
     with os.fdopen(w, "wb") as stream:

@@ -14,9 +14,9 @@ import pytest
 from tests.cgroups import Cgroup
 from tests.collecting import OOMTRACE
 from tests.kernel import oom_once
-from tracer import containers
-from tracer.containers import ContainerGone, Layout
-from tracer.filesystems import DirUsageWalker, dir_usage
+from tracer.stats import cgroups as containers
+from tracer.stats.cgroups import ContainerGone, Layout
+from tracer.stats.filesystems import DirUsageWalker, dir_usage
 
 pytestmark = pytest.mark.root
 MiB = 1 << 20
@@ -135,7 +135,7 @@ def test_dir_usage_counts_hard_links_once_and_runs_off_the_caller(tmp_path):
 
 
 def test_fs_info_of_paths():
-    from tracer.manager import Manager, ManagerConfig
+    from tracer.stats.manager import Manager, ManagerConfig
 
     m = Manager(ManagerConfig(network=False))
     root = m.root_fs_info()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from tests.collecting import make_records
-from tracer import store, wire
+from tracer.collect import store
+from tracer.forward import wire
 
 
 def _message(records, tag="oomtrace.x"):

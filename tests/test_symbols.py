@@ -1,4 +1,4 @@
-from tracer.symbols import choose_symbol, kallsyms_text_names
+from tracer.kernel.symbols import choose_symbol, kallsyms_text_names
 
 
 def test_exact_name_wins_and_cold_is_never_chosen():

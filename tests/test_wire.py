@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracer import wire
+from tracer.forward import wire
 
 REC = {"type": "oom_kill", "pid": 42, "comm": "hog", "cgroup": "/a"}
 

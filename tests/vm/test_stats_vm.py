@@ -7,9 +7,9 @@ import time
 
 from tests.cgroups import Cgroup
 from tests.kernel import oom_once
-from tracer.containers import Layout
-from tracer.manager import Manager, ManagerConfig
-from tracer.model import ContainerInfoRequest, RequestOptions
+from tracer.stats.cgroups import Layout
+from tracer.stats.manager import Manager, ManagerConfig
+from tracer.stats.model import ContainerInfoRequest, RequestOptions
 
 MiB = 1 << 20
 WORK = ("import os, time\na = bytearray(64 << 20)\nfor i in range(0, len(a), 4096):\n    a[i] = 1\n"

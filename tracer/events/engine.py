@@ -1,0 +1,176 @@
+"""The event engine: probes in, records out.
+
+start() loads the probes and writes the start record; run() polls the perf buffer and the
+reclaim totals until told to stop; close() detaches and flushes. The engine owns no global
+state: everything hangs off the instance.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracer import __version__
+from tracer.kernel import bpf_source
+from tracer.kernel import cgroupfs
+from tracer.kernel import headers
+from tracer.kernel import host
+from tracer.kernel import probes
+from tracer.events.pressure import PressureTracker
+from tracer.events.records import SCHEMA_VERSION, Clock, RecordBuilder, RecordFilter, RecordStamper
+from tracer.events.sinks import Sink
+
+DEFAULT_CACHE_DIR = Path("/var/cache/oomtrace")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    pressure_interval: float = 10.0  # seconds; 0 turns the reclaim probes off
+    page_cnt: int = 256  # perf buffer pages per CPU
+    cgroup_cache_size: int = 65536
+    poll_ms: int = 100
+    protect_from_oom: bool = True  # oom_score_adj -1000: the tracer must outlive the OOM
+    node: str | None = None  # the node name in every record; None: the hostname
+
+
+@dataclass
+class EngineStats:
+    events: int = 0
+    records: int = 0
+    lost: int = 0
+    errors: int = 0
+
+
+class Engine:
+    def __init__(self, sink: Sink, config: EngineConfig | None = None,
+                 record_filter: RecordFilter | None = None,
+                 sources: tuple[Callable[[], Iterable[dict]], ...] = ()) -> None:
+        self.sink = sink
+        self.sources = sources  # more records, taken on every loop (container stats)
+        self.config = config or EngineConfig()
+        self.filter = record_filter or RecordFilter()
+        self.stats = EngineStats()
+        self._stamper = RecordStamper(self.config.node or socket.gethostname())
+        self.probes: probes.Probes | None = None
+        self._builder: RecordBuilder | None = None
+        self._pressure: PressureTracker | None = None
+        self._lost_pending = 0
+
+    # --- start --------------------------------------------------------------------
+
+    def start(self) -> dict:
+        """Load and attach the probes; write and return the start record."""
+        t0 = time.monotonic()
+        if self.config.protect_from_oom:
+            _set_oom_score_adj(-1000)
+        facts = host.gather()
+        source = headers.choose(self.config.cache_dir, facts.release)
+        plan = probes.ProbePlan.from_host(facts, reclaim=self.config.pressure_interval > 0)
+        self.probes = probes.load(plan, source)
+        layout = bpf_source.layout()
+        memory = cgroupfs.memory_hierarchy(facts.hierarchies)
+        memory_id = memory.id if memory else 0
+        resolver = cgroupfs.CgroupResolver(facts.hierarchies, cgroupfs.CgroupPaths(self.config.cgroup_cache_size))
+        self._builder = RecordBuilder(layout, resolver, Clock.now(), memory_id)
+        self._pressure = PressureTracker(resolver, memory_id, layout.names("OT_RECLAIM_"))
+        self.probes.open_events(self._on_event, self._on_lost, self.config.page_cnt)
+        # Walk after attaching: a cgroup made meanwhile is then seen by the walk or the probe.
+        resolver.fill({memory_id, 0})
+        record = {
+            "type": "start",
+            "time": round(time.time(), 6),
+            "schema": SCHEMA_VERSION,
+            "version": __version__,
+            "node": self._stamper.node,
+            "hostname": socket.gethostname(),
+            "kernel": facts.release,
+            "arch": platform.machine(),
+            "headers": source.kind,
+            "headers_path": source.path,
+            "headers_generated_seconds": round(source.seconds, 3) if source.generated else None,
+            "probes": list(self.probes.attached),
+            "missing": dict(self.probes.missing),
+            "notes": list(self.probes.notes),
+            "memory_hierarchy": memory.name if memory else None,
+            "cgroup_version": memory.version if memory else None,
+            "startup_seconds": round(time.monotonic() - t0, 3),
+        }
+        self._emit(record)
+        self.sink.flush()
+        return record
+
+    # --- run ----------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, duration: float | None = None) -> None:
+        """Poll until STOP is set, DURATION seconds pass or the sink's reader goes away."""
+        assert self.probes is not None, "start() first"
+        deadline = None if duration is None else time.monotonic() + duration
+        interval = self.config.pressure_interval
+        next_pressure = time.monotonic() + interval if interval > 0 else None
+        while not stop.is_set():
+            self.probes.poll(self.config.poll_ms)
+            self._flush_lost()
+            for source in self.sources:
+                for record in source():
+                    self._emit(record)
+            now = time.monotonic()
+            if next_pressure is not None and now >= next_pressure:
+                self.emit_pressure(interval)
+                next_pressure = now + interval
+            self.sink.flush()
+            if (deadline is not None and now >= deadline) or not self.sink.alive():
+                break
+        self.probes.poll(0)  # what is already buffered is not lost on stop
+        self._flush_lost()
+        self.sink.flush()
+
+    def emit_pressure(self, interval: float) -> list[dict]:
+        assert self.probes is not None and self._pressure is not None
+        epoch = self.probes.bump_pressure_epoch() - 1
+        records = self._pressure.records(self.probes.pressure(), epoch, interval, time.time())
+        for rec in records:
+            self._emit(rec)
+        return records
+
+    def close(self) -> None:
+        if self.probes is not None:
+            self.probes.close()
+            self.probes = None
+        self.sink.flush()
+
+    # --- callbacks (hot path) -------------------------------------------------------
+
+    def _on_event(self, cpu: int, data: int, size: int) -> None:
+        self.stats.events += 1
+        record = self._builder.decode(probes.read_event(data, size))
+        if record["type"] == "error":
+            self.stats.errors += 1
+        self._emit(record)
+
+    def _on_lost(self, count: int) -> None:
+        self._lost_pending += count
+
+    def _flush_lost(self) -> None:
+        if self._lost_pending:
+            count, self._lost_pending = self._lost_pending, 0
+            self.stats.lost += count
+            self._emit({"type": "lost", "time": round(time.time(), 6), "count": count,
+                        "total": self.stats.lost})
+
+    def _emit(self, record: dict) -> None:
+        if self.filter.accepts(record):
+            self.stats.records += 1
+            self.sink.write(self._stamper.stamp(record))
+
+
+def _set_oom_score_adj(value: int) -> None:
+    try:
+        Path("/proc/self/oom_score_adj").write_text(str(value))
+    except OSError:
+        pass  # not root: the tracer stays killable, which is all that is lost

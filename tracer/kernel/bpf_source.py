@@ -1,0 +1,79 @@
+"""The shipped BPF sources, and the event layouts derived from their shared header.
+
+bpf/oomtrace.h is the one definition of every event; this module parses it into ctypes
+structures and integer constants, so nothing is mirrored by hand.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+HEADER = "oomtrace.h"
+PROGRAM = "oomtrace.bpf.c"
+
+_CTYPES = {
+    "__u8": ctypes.c_uint8, "__u16": ctypes.c_uint16, "__u32": ctypes.c_uint32,
+    "__u64": ctypes.c_uint64, "__s8": ctypes.c_int8, "__s16": ctypes.c_int16,
+    "__s32": ctypes.c_int32, "__s64": ctypes.c_int64, "char": ctypes.c_char,
+}
+_COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
+_DEFINE = re.compile(r"^\s*#define\s+(\w+)\s+(-?\d+)\s*$", re.MULTILINE)
+_ENUM = re.compile(r"\benum\s+\w*\s*\{(.*?)\}\s*;", re.DOTALL)
+_ENUMERATOR = re.compile(r"(\w+)\s*=\s*(-?\d+)")
+_STRUCT = re.compile(r"\bstruct\s+(\w+)\s*\{(.*?)\}\s*;", re.DOTALL)
+_MEMBER = re.compile(r"^\s*(\w+)\s+(\w+)\s*(?:\[\s*(\w+)\s*\])?\s*;\s*$")
+
+
+def bpf_dir() -> Path:
+    """The BPF sources: the installed tracer.bpf package, or bpf/ beside tracer/ in a checkout
+    run in place (as the VM suite does)."""
+    try:
+        return Path(str(resources.files("tracer.bpf")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "bpf"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What bpf/oomtrace.h defines: integer constants and event structures."""
+
+    constants: dict[str, int]
+    structs: dict[str, type[ctypes.Structure]]
+
+    def names(self, prefix: str) -> dict[int, str]:
+        """Value -> lower-case name for the constants named PREFIX_*."""
+        return {v: k[len(prefix):].lower() for k, v in self.constants.items() if k.startswith(prefix)}
+
+
+def parse_header(text: str) -> Layout:
+    """Parse the restricted C of oomtrace.h (see its opening comment)."""
+    text = _COMMENTS.sub("", text)
+    constants = {name: int(value) for name, value in _DEFINE.findall(text)}
+    for body in _ENUM.findall(text):
+        constants.update((n, int(v)) for n, v in _ENUMERATOR.findall(body))
+    structs = {name: _struct(name, body, constants) for name, body in _STRUCT.findall(text)}
+    return Layout(constants, structs)
+
+
+def _struct(name: str, body: str, constants: dict[str, int]) -> type[ctypes.Structure]:
+    fields: list[tuple[str, type]] = []
+    for line in filter(str.strip, body.splitlines()):
+        m = _MEMBER.match(line)
+        if not m or m.group(1) not in _CTYPES:
+            raise ValueError(f"struct {name}: cannot parse member {line.strip()!r}")
+        ctype, member, dim = _CTYPES[m.group(1)], m.group(2), m.group(3)
+        if dim is not None:
+            ctype = ctype * (int(dim) if dim.isdigit() else constants[dim])
+        fields.append((member, ctype))
+    return type(name, (ctypes.Structure,), {"_fields_": fields})
+
+
+@cache
+def layout() -> Layout:
+    """The layout of the installed header (parsed once per process)."""
+    return parse_header((bpf_dir() / HEADER).read_text())

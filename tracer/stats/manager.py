@@ -1,0 +1,407 @@
+"""The container manager: kubelet's cAdvisor Interface, fed by periodic sweeps of cgroup files.
+
+Housekeeping (a thread of its own) sweeps every container each interval and keeps a bounded
+history per container (default 2 minutes); requests are answered from that history unless
+they ask for fresh figures (max_age 0). Discovery walks the hierarchies every minute, and at
+once when the event engine reports a cgroup created or removed. A container whose cgroup
+vanishes mid-read is dropped from the sweep, never an exception in the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from tracer.stats import cgroups as containers
+from tracer.stats import filesystems
+from tracer.stats import machine
+from tracer.stats.cgroups import ContainerDirs, ContainerGone, Layout, StatsOptions, naming
+from tracer.stats.container_events import EventPolicy, EventStore, Watch
+from tracer.stats.model import (ContainerInfo, ContainerInfoRequest, ContainerInfoV2, ContainerReference, ContainerSpec,
+                    ContainerSpecV2, ContainerStats, ContainerStatsV2, CpuInstStats, CpuInstUsage, Event, EventData,
+                    EventRequest, FilesystemStatsV2, FsInfoV2, MachineInfo, NetworkStats, NetworkStatsV2,
+                    OomKillEventData, RequestOptions, VersionInfo)
+from tracer.stats.network import NetworkReader
+
+log = logging.getLogger("oomtrace.manager")
+_LATEST, _OPTIONS, _ROOTS = ContainerInfoRequest(), RequestOptions(), machine.Roots()  # immutable defaults
+
+
+@dataclass(frozen=True)
+class ManagerConfig:
+    housekeeping_interval: float = 10.0  # kubelet's
+    history_seconds: float = 120.0  # cAdvisor's storage_duration
+    discovery_interval: float = 60.0  # cAdvisor's global housekeeping
+    machine_info_interval: float = 300.0
+    stats: StatsOptions = StatsOptions()
+    network: bool = True
+    events: EventPolicy = field(default_factory=EventPolicy)
+    images_dirs: tuple[str, ...] = ("/var/lib/containerd", "/var/lib/docker", "/var/lib/containers/storage")
+
+
+@dataclass
+class _Container:
+    name: str
+    dirs: ContainerDirs
+    identity: naming.Identity
+    spec: ContainerSpec
+    history: deque
+
+    def reference(self) -> ContainerReference:
+        return ContainerReference(self.identity.container_id, self.name, list(self.identity.aliases),
+                                  self.identity.namespace)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    containers: int
+    gone: tuple[str, ...]
+    seconds: float
+
+
+class Manager:
+    """One object with the Interface kubelet uses from cAdvisor, in snake_case."""
+
+    def __init__(self, config: ManagerConfig | None = None, layout: Layout | None = None,
+                 roots: machine.Roots = _ROOTS) -> None:
+        self.config = config or ManagerConfig()
+        self.layout = layout or Layout.detect(roots.proc)
+        self.roots = roots
+        self.events = EventStore(self.config.events)
+        self._containers: dict[str, _Container] = {}
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._devices = containers.DeviceNames(str(roots.sys))
+        self._network = NetworkReader(str(roots.proc)) if self.config.network else None
+        self._machine: MachineInfo | None = None
+        self._machine_at = 0.0
+        self._hinted = False
+        self._engine_events = False
+        self._listeners: list = []
+        self._history_len = max(2, int(self.config.history_seconds / self.config.housekeeping_interval) + 1)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self, background: bool = True) -> None:
+        """Discover, take a first sample of every container, then keep house in a thread."""
+        self.discover(emit=False)
+        self.sweep()
+        if background:
+            self._thread = threading.Thread(target=self._housekeeping, name="oomtrace-housekeeping", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._network is not None:
+            self._network.close()
+
+    def on_sweep(self, listener) -> None:
+        """LISTENER(now, {name: (previous, latest)}) after every sweep (run --stats uses it)."""
+        self._listeners.append(listener)
+
+    def _housekeeping(self) -> None:
+        next_discovery = time.monotonic() + self.config.discovery_interval
+        while not self._stop.is_set():
+            self._wake.wait(self.config.housekeeping_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                if self._hinted or time.monotonic() >= next_discovery:
+                    self._hinted = False
+                    self.discover()
+                    next_discovery = time.monotonic() + self.config.discovery_interval
+                self.sweep()
+            except Exception:  # noqa: BLE001 - housekeeping must go on; say what broke
+                log.exception("housekeeping failed; trying again next interval")
+
+    # --- discovery and sweeps --------------------------------------------------------------
+
+    def discover(self, emit: bool = True) -> tuple[list[str], list[str]]:
+        """Walk the hierarchies; returns (added, removed) names."""
+        found = self.layout.names()
+        with self._lock:
+            known = set(self._containers)
+            added = sorted(found - known)
+            removed = sorted(known - found)
+            for name in added:
+                self._add(name)
+            for name in removed:
+                self._containers.pop(name, None)
+        now = time.time()
+        if emit and not self._engine_events:
+            for name in added:
+                spec = self._containers.get(name)
+                self.events.add(Event(name, spec.spec.creation_time if spec else now, "containerCreation"))
+            for name in removed:
+                self.events.add(Event(name, now, "containerDeletion"))
+        return added, removed
+
+    def _add(self, name: str) -> _Container | None:
+        dirs = self.layout.dirs(name)
+        try:
+            spec = containers.read_spec(dirs)
+        except ContainerGone:
+            return None
+        identity = naming.identify(name)
+        spec.labels = dict(identity.labels)
+        c = _Container(name, dirs, identity, spec, deque(maxlen=self._history_len))
+        self._containers[name] = c
+        return c
+
+    def sweep(self, names: list[str] | None = None) -> SweepReport:
+        """Sample every container (or NAMES) now; vanished ones are dropped."""
+        t0 = time.monotonic()
+        now = time.time()
+        with self._lock:
+            targets = [self._containers[n] for n in (names or list(self._containers)) if n in self._containers]
+        gone = []
+        changes = {}
+        for c in targets:
+            try:
+                stats = containers.read_stats(c.dirs, now, self._devices, self.config.stats)
+            except ContainerGone:
+                gone.append(c.name)
+                continue
+            self._add_network(c, stats)
+            if c.name == "/":
+                stats.filesystem = filesystems.fs_stats(self.roots.proc)
+            previous = c.history[-1] if c.history else None
+            c.history.append(stats)
+            changes[c.name] = (previous, stats)
+        if self._network is not None and names is None:
+            self._network.end_sweep()
+        if gone:
+            with self._lock:
+                for name in gone:
+                    self._containers.pop(name, None)
+            if not self._engine_events:
+                for name in gone:
+                    self.events.add(Event(name, now, "containerDeletion"))
+        for listener in self._listeners:
+            listener(now, changes)
+        return SweepReport(len(targets) - len(gone), tuple(gone), time.monotonic() - t0)
+
+    def _add_network(self, c: _Container, stats: ContainerStats) -> None:
+        if self._network is None:
+            return
+        if c.name == "/":
+            interfaces = self._network.host()
+        else:
+            pid = _first_pid(c.dirs)
+            interfaces = self._network.container(pid) if pid else None
+            if interfaces is None:
+                return
+        c.spec.has_network = True
+        stats.network = NetworkStats(first=interfaces[0] if interfaces else NetworkStats().first,
+                                     interfaces=interfaces)
+
+    # --- events from the engine --------------------------------------------------------------
+
+    def on_record(self, record: dict) -> None:
+        """An event engine record → cAdvisor events. Once the engine reports cgroups, their
+        creation and deletion events come from it (at once, with the kernel's time), not from
+        discovery, which then only keeps the container list current."""
+        kind = record.get("type")
+        stamp = float(record.get("time") or time.time())
+        if kind == "oom_kill":
+            victim = record.get("cgroup") or "/"
+            data = EventData(OomKillEventData(int(record.get("pid") or 0), str(record.get("comm") or "")))
+            self.events.add(Event(record.get("memcg") or victim, stamp, "oom", data))
+            self.events.add(Event(victim, stamp, "oomKill", data))
+        elif kind in ("cgroup_create", "cgroup_delete"):
+            self._engine_events = True
+            event = "containerCreation" if kind == "cgroup_create" else "containerDeletion"
+            self.events.add(Event(record.get("cgroup") or "/", stamp, event))
+            self._hinted = True
+            self._wake.set()
+
+    # --- the Interface -----------------------------------------------------------------------
+
+    def container_info(self, name: str, request: ContainerInfoRequest = _LATEST) -> ContainerInfo:
+        c = self._get(name)
+        with self._lock:
+            children = [o.reference() for o in self._containers.values() if _parent(o.name) == c.name and o is not c]
+        return ContainerInfo(c.reference(), children, c.spec, _select(list(c.history), request))
+
+    def subcontainer_info(self, name: str, request: ContainerInfoRequest = _LATEST
+                          ) -> list[ContainerInfo]:
+        """NAME and everything below it."""
+        return [self.container_info(n, request) for n in self._below(name)]
+
+    def get_requested_containers_info(self, name: str, options: RequestOptions = _OPTIONS
+                                      ) -> dict[str, ContainerInfo]:
+        names = self._requested(name, options)
+        request = ContainerInfoRequest(num_stats=options.count)
+        return {n: self.container_info(n, request) for n in names if n in self._containers}
+
+    def container_info_v2(self, name: str, options: RequestOptions = _OPTIONS) -> dict[str, ContainerInfoV2]:
+        out = {}
+        for n in self._requested(name, options):
+            c = self._containers.get(n)
+            if c is None:
+                continue
+            history = list(c.history)
+            count = len(history) if options.count < 0 else options.count
+            pairs = zip([None, *history[:-1]], history, strict=True)
+            stats = [_v2_stats(c.spec, prev, cur) for prev, cur in pairs][-count:]
+            out[n] = ContainerInfoV2(_v2_spec(c), stats if count else [])
+        return out
+
+    def docker_container(self, container_id: str, request: ContainerInfoRequest = _LATEST
+                         ) -> ContainerInfo:
+        with self._lock:
+            match = [c for c in self._containers.values() if c.identity.namespace == "docker"
+                     and c.identity.container_id.startswith(container_id)]
+        if len(match) != 1:
+            raise ContainerGone(f"{'no' if not match else 'more than one'} docker container {container_id!r}")
+        return self.container_info(match[0].name, request)
+
+    def machine_info(self) -> MachineInfo:
+        if self._machine is None or time.monotonic() - self._machine_at > self.config.machine_info_interval:
+            self._machine = machine.machine_info(self.roots, network=self.config.network)
+            self._machine_at = time.monotonic()
+        return self._machine
+
+    def version_info(self) -> VersionInfo:
+        return machine.version_info(self.roots)
+
+    def root_fs_info(self) -> FsInfoV2:
+        return filesystems.fs_info("/", self.roots.proc, labels=("root",))
+
+    def images_fs_info(self) -> list[FsInfoV2]:
+        return [filesystems.fs_info(self._runtime_dir(), self.roots.proc, labels=("images",))]
+
+    def container_fs_info(self) -> FsInfoV2:
+        """The filesystem holding the runtime's writable layers (with containerd/docker: its root)."""
+        return filesystems.fs_info(self._runtime_dir(), self.roots.proc, labels=("containers",))
+
+    def get_dir_fs_info(self, path: str) -> FsInfoV2:
+        return filesystems.fs_info(path, self.roots.proc)
+
+    def watch_events(self, request: EventRequest, queue_size: int = 1000) -> Watch:
+        return self.events.watch(request, queue_size)
+
+    def get_events(self, request: EventRequest) -> list[Event]:
+        return self.events.get(request)
+
+    def stop_watch(self, watch: Watch) -> None:
+        self.events.stop_watch(watch)
+
+    def memory_limit(self, name: str) -> int:
+        """The container's memory limit in bytes; 0 when it has none."""
+        c = self._containers.get(name)
+        limit = c.spec.memory.limit if c is not None else 0
+        return 0 if limit >= containers.UNLIMITED else limit
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._containers)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _get(self, name: str) -> _Container:
+        with self._lock:
+            c = self._containers.get(name)
+        if c is None:
+            raise ContainerGone(f"unknown container {name!r}")
+        return c
+
+    def _runtime_dir(self) -> str:
+        """The first container runtime's directory there is (images and layers), else /."""
+        return next((d for d in self.config.images_dirs if os.path.isdir(d)), "/")
+
+    def _below(self, name: str) -> list[str]:
+        prefix = name.rstrip("/") + "/"
+        with self._lock:
+            return sorted(n for n in self._containers if n == name or n.startswith(prefix) or name == "/")
+
+    def _requested(self, name: str, options: RequestOptions) -> list[str]:
+        if options.id_type == "docker":
+            name = self.docker_container(name).reference.name
+        self._get(name)
+        names = self._below(name) if options.recursive else [name]
+        if options.max_age is not None:  # 0: collect now; else only if the latest sample is older
+            stale = [n for n in names if self._age(n) > options.max_age]
+            if stale:
+                self.sweep(stale)
+        return names
+
+    def _age(self, name: str) -> float:
+        c = self._containers.get(name)
+        return time.time() - c.history[-1].timestamp if c is not None and c.history else float("inf")
+
+
+def _parent(name: str) -> str:
+    return "/" if name.count("/") <= 1 else name.rsplit("/", 1)[0]
+
+
+def _first_pid(dirs: ContainerDirs) -> int | None:
+    for d in dirs.present().values():
+        data = containers.read(os.path.join(d, "cgroup.procs"))
+        if data:
+            return int(data.split(b"\n", 1)[0])
+    return None
+
+
+def _select(history: list[ContainerStats], request: ContainerInfoRequest) -> list[ContainerStats]:
+    found = [s for s in history if (request.start is None or s.timestamp >= request.start)
+             and (request.end is None or s.timestamp <= request.end)]
+    if request.num_stats >= 0:
+        found = found[-request.num_stats:] if request.num_stats else []
+    return found
+
+
+def _v2_spec(c: _Container) -> ContainerSpecV2:
+    fields = {f.name: getattr(c.spec, f.name) for f in dataclasses.fields(c.spec)}
+    return ContainerSpecV2(**fields, aliases=list(c.identity.aliases), namespace=c.identity.namespace)
+
+
+def cpu_inst(prev: ContainerStats | None, cur: ContainerStats) -> CpuInstStats | None:
+    """CPU use between two samples in nanocores (CPU-ns per second), as cAdvisor's InstCpuStats:
+    None when there is no earlier sample, time went backwards or a counter decreased."""
+    if prev is None or prev.cpu is None or cur.cpu is None:
+        return None
+    dt = cur.timestamp - prev.timestamp
+    a, b = prev.cpu.usage, cur.cpu.usage
+    if dt <= 0 or b.total < a.total or b.user < a.user or b.system < a.system:
+        return None
+    per_cpu = []
+    if len(a.per_cpu) == len(b.per_cpu):
+        per_cpu = [int((y - x) / dt) if y >= x else 0 for x, y in zip(a.per_cpu, b.per_cpu, strict=True)]
+    return CpuInstStats(CpuInstUsage(int((b.total - a.total) / dt), per_cpu, int((b.user - a.user) / dt),
+                                     int((b.system - a.system) / dt)))
+
+
+def _v2_stats(spec: ContainerSpec, prev: ContainerStats | None, cur: ContainerStats) -> ContainerStatsV2:
+    """info/v2 from v1, as cAdvisor's ContainerStatsFromV1: a part only where the spec has it."""
+    out = ContainerStatsV2(timestamp=cur.timestamp)
+    if spec.has_cpu:
+        out.cpu = cur.cpu
+        out.cpu_inst = cpu_inst(prev, cur)
+    if spec.has_memory:
+        out.memory = cur.memory
+    if spec.has_diskio:
+        out.diskio = cur.diskio
+    if spec.has_hugetlb:
+        out.hugetlb = cur.hugetlb
+    if spec.has_processes:
+        out.processes = cur.processes
+    if spec.has_network and cur.network is not None:
+        out.network = NetworkStatsV2(cur.network.interfaces)
+    if spec.has_filesystem and cur.filesystem:
+        out.filesystem = FilesystemStatsV2(sum(f.usage for f in cur.filesystem),
+                                           sum(f.base_usage for f in cur.filesystem),
+                                           sum(f.inodes - f.inodes_free for f in cur.filesystem))
+    return out
+
