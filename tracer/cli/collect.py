@@ -1,0 +1,123 @@
+"""`oomtrace collect`: the central collector, from flags."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from tracer.cli.params import ADDRESS, DURATION, shared_key, shared_key_option
+
+
+@click.command()
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="the SQLite database (created if missing)")
+@click.option("--listen", "listen", type=ADDRESS, multiple=True, metavar="tcp://HOST:PORT|unix:PATH|-",
+              help="where to accept the Forward protocol (repeatable); - reads an `oomtrace run -o msgpack` "
+                   "stream on stdin  [default: stdin when it is a pipe or file, else tcp://127.0.0.1:24224]")
+@shared_key_option
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="serve TCP over TLS with this certificate (PEM)")
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="its private key, if not in the certificate file")
+@click.option("--metrics", type=ADDRESS, metavar="tcp://HOST:PORT",
+              help="serve Prometheus metrics at http://HOST:PORT/metrics")
+@click.option("--retain", type=DURATION, default="30d", show_default=True,
+              help="delete records older than this; 0 keeps them for ever")
+@click.option("--retain-type", "retain_types", multiple=True, metavar="TYPE=DURATION",
+              help="a retention for one record type, e.g. memory_pressure=1d (repeatable)")
+@click.option("--sync", "synchronous", type=click.Choice(("full", "normal")), default="full", show_default=True,
+              help="full: an acked record survives a power loss; normal: it survives a crash of the collector")
+@click.option("--max-frame-mb", type=click.IntRange(1), default=16, show_default=True,
+              help="a larger frame closes its connection")
+@click.option("-v", "--verbose", is_flag=True, help="log every connection")
+def collect(db: Path, listen, shared_key_file: Path | None, tls_cert: Path | None, tls_key: Path | None,
+            metrics, retain: float, retain_types: tuple[str, ...], synchronous: str, max_frame_mb: int,
+            verbose: bool) -> None:
+    """Receive records from agents (or stdin) and keep them in SQLite."""
+    import asyncio
+
+    from tracer.collect.collector import Collector, CollectorConfig, IngestError
+    from tracer.collect.store import Retention
+    from tracer.forward.wire import Address
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="oomtrace collect: %(message)s", stream=sys.stderr)
+    if not listen:
+        listen = (Address("stdin"),) if not sys.stdin.isatty() else (Address.parse("tcp://127.0.0.1:24224"),)
+    config = CollectorConfig(
+        db=db, listen=tuple(listen), shared_key=shared_key(shared_key_file), tls_cert=tls_cert, tls_key=tls_key,
+        max_frame=max_frame_mb << 20, synchronous=synchronous,
+        retention=Retention(retain or None, _retain_types(retain_types)))
+    try:
+        collector = Collector(config)
+    except Exception as e:  # noqa: BLE001 - the database could not be opened
+        raise click.ClickException(f"cannot open {db}: {e}") from e
+    if metrics is not None:
+        collector.metrics.serve(metrics)
+    sockets = [a for a in config.listen if a.kind != "stdin"]
+    try:
+        if len(sockets) < len(config.listen):
+            stored = collector.ingest(sys.stdin.buffer)
+            click.echo(f"oomtrace collect: {stored} records from stdin", err=True)
+        if sockets:
+            asyncio.run(_serve(collector))
+    except IngestError as e:
+        raise click.ClickException(str(e)) from e
+    except OSError as e:
+        raise click.ClickException(f"cannot listen: {e}") from e
+    finally:
+        if not sockets:
+            collector.writer.close()
+
+
+async def _serve(collector) -> None:
+    import asyncio
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await collector.start()
+    click.echo("oomtrace collect: listening on " + " ".join(map(str, collector.addresses)), err=True)
+    try:
+        await stop.wait()
+    finally:
+        await collector.close()
+
+
+def _retain_types(items: tuple[str, ...]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        kind, sep, age = item.partition("=")
+        if not sep or not kind:
+            raise click.BadParameter(f"{item!r}: use TYPE=DURATION", param_hint="--retain-type")
+        out[kind] = DURATION.convert(age, None, None)
+    return out
+
+
+def print_stored(db: Path, since: float | None, until: float | None, types: tuple[str, ...],
+                 cgroup_prefix: str | None, node: str | None, limit: int, output: str) -> None:
+    """`events --db`: what a collector stored, as a table or JSON lines."""
+    import json
+    import sqlite3
+
+    from tracer.cli.tables import events_table
+    from tracer.collect.store import Query, Store
+
+    now = time.time()
+    query = Query(since=now - since if since is not None else None, until=now - until if until is not None else None,
+                  types=types, cgroup_prefix=cgroup_prefix, node=node, limit=limit)
+    try:
+        found = list(Store(db, "normal").query(query))
+    except sqlite3.DatabaseError as e:
+        raise click.ClickException(f"{db}: {e}") from e
+    if output == "json":
+        for record in found:
+            click.echo(json.dumps(record, separators=(",", ":"), default=repr))
+    else:
+        click.echo(events_table(found))

@@ -1,0 +1,42 @@
+"""`oomtrace events`: what a collector stored (--db), or cAdvisor's container events live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tracer import defaults
+from tracer.cli.params import DURATION
+
+
+@click.command()
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="a database written by oomtrace collect; without it, events as they happen (root)")
+@click.option("--since", type=DURATION, help="only records newer than this, e.g. 1h")
+@click.option("--until", type=DURATION, help="only records older than this, e.g. 10m")
+@click.option("-t", "--type", "types", multiple=True, help="only this record type (repeatable)")
+@click.option("--cgroup", "cgroup_prefix", metavar="PREFIX", help="cgroup or OOMing memcg starts with PREFIX")
+@click.option("--node", help="only records of this node")
+@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True, help="the newest N")
+@click.option("--output", type=click.Choice(("table", "json")), default="table", show_default=True)
+@click.option("--duration", type=float, help="live: stop after this many seconds")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=defaults.CACHE_DIR, show_default=True)
+def events(db: Path | None, since: float | None, until: float | None, types: tuple[str, ...],
+           cgroup_prefix: str | None, node: str | None, limit: int, output: str, duration: float | None,
+           cache_dir: Path) -> None:
+    """Records a collector stored (--db), oldest first; or, live, cAdvisor's container events
+    (-t oom, oomKill, containerCreation, containerDeletion) as the kernel reports them."""
+    if db is not None:
+        from tracer.cli.collect import print_stored
+
+        print_stored(db, since, until, types, cgroup_prefix, node, limit, output)
+        return
+    from tracer.cli.stats import live_events
+    from tracer.stats.model import EVENT_TYPES
+
+    unknown = set(types) - set(EVENT_TYPES)
+    if unknown:
+        raise click.BadParameter(f"{', '.join(sorted(unknown))}: live types are {', '.join(EVENT_TYPES)}",
+                                 param_hint="--type")
+    live_events(types, cgroup_prefix or "/", duration, output, cache_dir)
