@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.kernel import MemCgroup, go, running_engine, spawn_hog  # noqa: E402
-from tracer.kernel import headers  # noqa: E402
+from tests.cgroups import Cgroup
+from tests.kernel import go, running_engine, spawn_hog
+from tracer.kernel import headers
 
 MiB = 1 << 20
 BARE = r"""
@@ -49,7 +50,7 @@ def pct(values: list[float], p: float) -> float:
 def oom_kills(n: int, tag: str) -> list[int]:
     pids = []
     for i in range(n):
-        cg = MemCgroup.create(f"oomtrace-bench-{tag}-{os.getpid()}-{i}", 16 * MiB)
+        cg = Cgroup.memory(f"bench-{tag}-{i}", 16 * MiB)
         hog = spawn_hog(cg)
         go([hog])
         hog.wait(30)
@@ -108,7 +109,7 @@ def bare_latency(source: headers.HeaderSource, kills: int) -> list[float]:
 def engine_figures(cache: Path, kills: int, storm: int) -> dict:
     with running_engine(cache, pressure_interval=0) as eng:
         pids = set(oom_kills(kills, "engine"))
-        root = MemCgroup.create(f"oomtrace-bench-storm-{os.getpid()}", 64 * MiB)
+        root = Cgroup.memory("bench-storm", 64 * MiB)
         t0 = time.monotonic()
         dirs = [root.dir / f"c{i}" for i in range(storm)]
         for d in dirs:

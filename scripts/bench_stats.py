@@ -26,31 +26,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.cgroups import Cgroup  # noqa: E402
 from tracer.stats.cgroups import Layout  # noqa: E402
 from tracer.stats.manager import Manager, ManagerConfig  # noqa: E402
 
-PREFIX = "oomtrace-bench"
+TAG = "bench-stats"  # the cgroups are /oomtrace-bench-stats-<hex>/cNNNN (tests.cgroups.Cgroup)
 
 
-def make_cgroups(layout: Layout, n: int) -> list[str]:
-    names = []
-    for i in range(n):
-        name = f"/{PREFIX}/c{i:04d}"
-        for _, mount in set(layout.controllers.values()):
-            d = os.path.join(mount, name.lstrip("/"))
-            os.makedirs(d, exist_ok=True)
-        names.append(name)
-    return names
+def make_cgroups(layout: Layout, n: int) -> tuple[Cgroup, list[str]]:
+    parent = Cgroup.create(TAG, layout)
+    try:
+        names = [parent.child(f"c{i:04d}").name for i in range(n)]
+    except BaseException:
+        parent.remove()
+        raise
+    return parent, names
 
 
-def remove_cgroups(layout: Layout) -> None:
-    for _, mount in set(layout.controllers.values()):
-        base = os.path.join(mount, PREFIX)
-        if os.path.isdir(base):
-            for child in os.listdir(base):
-                if os.path.isdir(os.path.join(base, child)):
-                    os.rmdir(os.path.join(base, child))
-            os.rmdir(base)
+def remove_leftovers(layout: Layout) -> None:
+    """An earlier run that was killed may have left its cgroups."""
+    for cg in Cgroup.leftovers(TAG, layout):
+        cg.remove()
 
 
 def recorded_paths(manager: Manager, names: list[str]) -> list[str]:
@@ -105,21 +101,21 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench_stats.py: run as root (it makes cgroups and loads the event engine)")
     layout = Layout.detect()
-    remove_cgroups(layout)
-    names = make_cgroups(layout, args.containers)
+    remove_leftovers(layout)
+    parent, names = make_cgroups(layout, args.containers)
     try:
-        run(layout, names, args.repeat)
+        run(layout, parent, names, args.repeat)
     finally:
-        remove_cgroups(layout)
+        parent.remove()
 
 
-def run(layout: Layout, names: list[str], repeat: int) -> None:
+def run(layout: Layout, parent: Cgroup, names: list[str], repeat: int) -> None:
     rss_before_engine = rss_mb()
     engine, stop = start_engine()
     rss_engine = rss_mb()
     manager = Manager(ManagerConfig(network=False), layout=layout)
     manager.start(background=False)
-    ours = [n for n in manager.names() if n.startswith(f"/{PREFIX}/")]
+    ours = [n for n in manager.names() if n.startswith(parent.name + "/")]
     assert len(ours) == len(names), f"discovered {len(ours)} of {len(names)} cgroups"
     paths = recorded_paths(manager, ours)
     gc.collect()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up oomtrace on Debian/Ubuntu: the distribution's BCC and bpftool, a venv that can see
 # that BCC (it is built for /usr/bin/python3 and is not on PyPI), the project with its test
-# extras, and /usr/local/bin/oomtrace so that `sudo oomtrace run` works.
+# and /usr/local/bin/oomtrace so that `sudo oomtrace run` works. What only the tests need,
+# scripts/test.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -15,13 +16,8 @@ as_root apt-get install -y -qq --no-install-recommends \
 as_root apt-get install -y -qq --no-install-recommends bpftool >/dev/null 2>&1 ||
     as_root apt-get install -y -qq --no-install-recommends linux-tools-common "linux-tools-$(uname -r)" >/dev/null
 
-# The tests' real Forward protocol peers: Fluent's own Node.js client and server. Only the
-# tests need them (in CI they must be there; elsewhere their tests say why they skip).
-command -v npm >/dev/null || as_root apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null || true
-(cd tests/peers && npm ci --silent --no-audit --no-fund) || echo "setup: no Node.js peers for the tests" >&2
-
 /usr/bin/python3 -m venv --system-site-packages .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e .
 .venv/bin/python -c 'import bcc, tracer' # the venv must see the system bcc
 as_root ln -sf "$PWD/.venv/bin/oomtrace" /usr/local/bin/oomtrace
 echo "oomtrace is set up: sudo oomtrace doctor; sudo oomtrace run"

@@ -1,15 +1,36 @@
 #!/usr/bin/env bash
-# Run the tests as root: the host suite (it loads BPF programs and OOM-kills processes in
-# memory cgroups it creates), then the VM stage (scripts/vm/ci.sh: the VM suite on Debian 12
-# and 13 kernels under qemu and through Vagrant, about 10 minutes).
+# Run the tests as root: lint and types (ruff, mypy), the host suite (it loads BPF programs
+# and OOM-kills processes in memory cgroups it creates), then the VM stage (scripts/vm/ci.sh:
+# the VM suite on Debian 12 and 13 kernels under qemu and through Vagrant, about 10 minutes).
 #   scripts/test.sh              everything
 #   scripts/test.sh --host [ARG…]  the host suite only; ARGs go to pytest
+#   scripts/test.sh --lint       ruff and mypy only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then exec sudo "$0" "$@"; fi
+[ -x .venv/bin/python ] || { echo "test.sh: run scripts/setup.sh first" >&2; exit 1; }
+
+# What only the tests need: pytest and friends, ruff and mypy; Fluent's own Node.js client
+# and server as real Forward protocol peers (in CI they must be there; elsewhere their
+# tests say why they skip). The VM stage installs its own (scripts/vm/ci.sh).
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+if [ ! -d tests/peers/node_modules ]; then
+    command -v npm >/dev/null || { apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null ||
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; } || true; }
+    (cd tests/peers && npm ci --silent --no-audit --no-fund) || echo "test.sh: no Node.js peers for the tests" >&2
+fi
+lint() {
+    .venv/bin/ruff check tracer tests scripts
+    .venv/bin/mypy
+}
+if [ "${1:-}" = "--lint" ]; then
+    lint
+    exit
+fi
 if [ "${1:-}" = "--host" ]; then
     shift
     exec .venv/bin/pytest "$@"
 fi
+lint
 .venv/bin/pytest
 scripts/vm/ci.sh

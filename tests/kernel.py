@@ -1,75 +1,31 @@
-"""Real-kernel helpers for the root tests: memory cgroups and processes that get OOM-killed."""
+"""Real-kernel helpers for the root tests: processes that get OOM-killed in test cgroups
+(tests.cgroups.Cgroup), and an engine whose records collect in memory."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from tracer.kernel import cgroupfs
+from tests.cgroups import Cgroup
 
-# Allocates 1 MiB at a time, writing every page, once a byte arrives on stdin.
-HOG = "import sys\nsys.stdin.read(1)\na = []\nwhile True:\n    a.append(b'x' * (1 << 20))\n"
-
-
-def memory_root() -> Path:
-    h = cgroupfs.memory_hierarchy(cgroupfs.read_hierarchies())
-    assert h is not None and h.mount, "no memory controller mounted"
-    return Path(h.mount)
+# Allocates 1 MiB at a time, writing every page (run by Cgroup.spawn once go() sends its byte).
+HOG = "a = []\nwhile True:\n    a.append(b'x' * (1 << 20))\n"
 
 
-@dataclass
-class MemCgroup:
-    path: str  # relative to the memory hierarchy, starting with /
-    dir: Path
-
-    @classmethod
-    def create(cls, name: str, limit: int) -> MemCgroup:
-        root = memory_root()
-        d = root / name
-        d.mkdir()
-        limit_file = d / "memory.limit_in_bytes"
-        (limit_file if limit_file.exists() else d / "memory.max").write_text(str(limit))
-        return cls("/" + name, d)
-
-    @property
-    def id(self) -> int:
-        return os.stat(self.dir).st_ino
-
-    def remove(self, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.dir.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-
-def spawn_hog(cg: MemCgroup) -> subprocess.Popen:
-    """A python process inside CG, waiting for go() to start allocating."""
-    procs = cg.dir / "cgroup.procs"
-    hog = subprocess.Popen(
-        [sys.executable, "-c", HOG], stdin=subprocess.PIPE,
-        preexec_fn=lambda: (procs.write_text(str(os.getpid())), Path("/proc/self/oom_score_adj").write_text("0")),
-    )
+def spawn_hog(cg: Cgroup) -> subprocess.Popen:
+    """A python process inside CG, waiting for go() to start allocating; .comm is its name."""
+    hog = cg.spawn(HOG, start=False)
     hog.comm = Path(f"/proc/{hog.pid}/comm").read_text().strip()  # Popen returns after exec
     return hog
 
 
-def oom_once(tag: str, limit: int = 16 << 20) -> tuple[MemCgroup, int]:
-    """A fresh memory cgroup whose one process is OOM-killed; returns it and the victim's pid."""
-    cg = MemCgroup.create(f"oomtrace-{tag}-{uuid.uuid4().hex[:6]}", limit)
+def oom_once(tag: str, limit: int = 16 << 20) -> tuple[Cgroup, int]:
+    """A fresh memory cgroup (memory hierarchy only) whose one process is OOM-killed; returns
+    it and the victim's pid."""
+    cg = Cgroup.memory(tag, limit)
     hog = spawn_hog(cg)
     go([hog])
     assert hog.wait(30) == -9

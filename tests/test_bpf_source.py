@@ -1,8 +1,11 @@
 import ctypes
+import fnmatch
+import re
+from pathlib import Path
 
 import pytest
 
-from tracer.kernel import bpf_source
+from tracer.kernel import bpf_source, probes
 
 
 def test_installed_header_parses_into_aligned_events():
@@ -19,6 +22,81 @@ def test_installed_header_parses_into_aligned_events():
 def test_program_includes_the_header():
     src = (bpf_source.bpf_dir() / bpf_source.PROGRAM).read_text()
     assert '#include "oomtrace.h"' in src
+    assert '#include "oomtrace.h"' in bpf_source.program_text()  # a real include, found by -I
+
+
+def _parts() -> list[Path]:
+    return sorted(bpf_source.bpf_dir().glob("*.bpf.h"))
+
+
+def test_program_text_pastes_every_part_once_in_place():
+    main = bpf_source.bpf_dir() / bpf_source.PROGRAM
+    text = bpf_source.program_text()
+    assert text.startswith(f"#define {bpf_source.PROGRAM_TEXT_MACRO} 1\n")
+    assert len(_parts()) >= 3
+    for part in _parts():
+        assert f'#include "{part.name}"' in main.read_text()
+        assert f'#include "{part.name}"' not in text
+        assert text.count(f'#line 1 "{part}"') == 1
+        assert part.read_text() in text
+
+
+def test_every_name_python_uses_is_in_the_compiled_text():
+    """BCC sees programs and maps only in the text it compiles (never in an #included file)."""
+    text = bpf_source.program_text()
+    programs = {tp.program for tp in probes.TRACEPOINTS}
+    programs |= {"on_oom_kill_process", "on_oom_kill_process_return"}
+    for name in programs:
+        assert re.search(rf"^int {name}\(", text, re.MULTILINE), name
+    assert "TRACEPOINT_PROBE(oom, mark_victim)" in text
+    for table in ("events", "pressure", "pressure_epoch"):
+        assert re.search(rf"^BPF_\w+\((?:[^;]*, )?{table}[,)]", text, re.MULTILINE), table
+
+
+def test_each_part_refuses_to_compile_outside_the_program_text():
+    for part in _parts():
+        lines = [ln for ln in part.read_text().split("*/", 1)[1].splitlines() if ln.strip()]
+        assert lines[:2] == [f"#ifndef {bpf_source.PROGRAM_TEXT_MACRO}", f'#error "{part.name} is part of '
+                             'oomtrace.bpf.c: compile tracer.kernel.bpf_source.program_text()"'], part.name
+
+
+def test_source_files_cover_the_program_its_parts_and_header():
+    names = {p.name for p in bpf_source.source_files()}
+    assert {bpf_source.PROGRAM, bpf_source.HEADER} | {p.name for p in _parts()} <= names
+
+
+def test_package_data_ships_every_source_file():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("not run from a checkout")
+    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["tracer.bpf"]
+    for path in bpf_source.source_files():
+        assert any(fnmatch.fnmatch(path.name, pat) for pat in patterns), path.name
+
+
+def test_program_text_nests_parts_and_keeps_line_numbers(tmp_path):
+    (tmp_path / "main.bpf.c").write_text('a\n#include "one.bpf.h"  /* one */\nb\n')
+    (tmp_path / "one.bpf.h").write_text('c\n#include "two.bpf.h"\nd\n')
+    (tmp_path / "two.bpf.h").write_text("e\n")
+    text = bpf_source.program_text(tmp_path / "main.bpf.c")
+    main, one, two = (tmp_path / n for n in ("main.bpf.c", "one.bpf.h", "two.bpf.h"))
+    assert text.splitlines() == [
+        f"#define {bpf_source.PROGRAM_TEXT_MACRO} 1",
+        f'#line 1 "{main}"', "a",
+        f'#line 1 "{one}"', "c",
+        f'#line 1 "{two}"', "e",
+        f'#line 3 "{one}"', "d",
+        f'#line 3 "{main}"', "b",
+    ]
+
+
+def test_program_text_rejects_parts_that_include_each_other(tmp_path):
+    (tmp_path / "main.bpf.c").write_text('#include "one.bpf.h"\n')
+    (tmp_path / "one.bpf.h").write_text('#include "two.bpf.h"\n')
+    (tmp_path / "two.bpf.h").write_text('#include "one.bpf.h"\n')
+    with pytest.raises(ValueError, match="one.bpf.h -> two.bpf.h -> one.bpf.h"):
+        bpf_source.program_text(tmp_path / "main.bpf.c")
 
 
 def test_parse_header_grammar():

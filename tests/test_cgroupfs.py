@@ -5,7 +5,7 @@ from pathlib import Path
 
 from tracer.kernel import cgroupfs
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def _proc(tmp_path: Path, self_cgroup: str, mountinfo: str) -> Path:
@@ -36,15 +36,25 @@ def test_hybrid_hierarchies(tmp_path):
     assert cgroupfs.memory_hierarchy(hs).id == 4
 
 
-def test_cgroup_v2_fixture_from_debian12():
+def test_cgroup_v2_fixture_from_debian12(tmp_path):
     root = FIXTURES / "cgroup-v2-debian12-6.1"
     mountinfo = (root / "proc/self/mountinfo").read_text()
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        proc = _proc(Path(d), "0::/kubepods.slice\n", mountinfo)
-        hs = cgroupfs.read_hierarchies(proc)
+    proc = _proc(tmp_path, "0::/kubepods.slice\n", mountinfo)
+    hs = cgroupfs.read_hierarchies(proc)
     assert list(hs) == [0] and hs[0].mount == "/sys/fs/cgroup"
+
+
+def test_cgroup_v1_fixture_from_this_host():
+    """Separate cpu and cpuacct hierarchies, a named systemd one, hugetlb alone on v2."""
+    hs = cgroupfs.read_hierarchies(FIXTURES / "cgroup-v1-6.18" / "proc")
+    v1 = {h.name: (h.id, h.mount) for h in hs.values() if h.version == 1}
+    assert v1 == {"cpu": (1, "/sys/fs/cgroup/cpu"), "cpuacct": (2, "/sys/fs/cgroup/cpuacct"),
+                  "cpuset": (3, "/sys/fs/cgroup/cpuset"), "memory": (4, "/sys/fs/cgroup/memory"),
+                  "devices": (5, "/sys/fs/cgroup/devices"), "freezer": (6, "/sys/fs/cgroup/freezer"),
+                  "blkio": (7, "/sys/fs/cgroup/blkio"), "pids": (8, "/sys/fs/cgroup/pids"),
+                  "name=systemd": (9, "/sys/fs/cgroup/systemd")}
+    assert hs[0].mount == "/sys/fs/cgroup/unified"
+    assert cgroupfs.memory_hierarchy(hs).id == 4
 
 
 def test_walk_maps_inodes_to_paths_and_respects_a_mount_root(tmp_path):

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
 
-from tests.kernel import MemCgroup, go, spawn_hog
+from tests.cgroups import Cgroup
+from tests.kernel import go, spawn_hog
 
 pytestmark = pytest.mark.root
 MiB = 1 << 20
-
-
-def _name(tag: str) -> str:
-    return f"oomtrace-test-{tag}-{uuid.uuid4().hex[:8]}"
 
 
 def _kills_in(records: list[dict], paths: set[str]) -> list[dict]:
@@ -30,7 +26,7 @@ def test_start_record_lists_probes(engine):
 
 
 def test_one_oom_kill_in_a_small_memcg(engine):
-    cg = MemCgroup.create(_name("one"), 24 * MiB)
+    cg = Cgroup.memory("one", 24 * MiB)
     try:
         hog = spawn_hog(cg)
         go([hog])
@@ -55,7 +51,7 @@ def test_one_oom_kill_in_a_small_memcg(engine):
 
 
 def test_victim_path_is_kept_after_its_cgroup_is_removed(engine):
-    cg = MemCgroup.create(_name("gone"), 16 * MiB)
+    cg = Cgroup.memory("gone", 16 * MiB)
     hog = spawn_hog(cg)
     go([hog])
     hog.wait(30)
@@ -72,7 +68,7 @@ def test_victim_path_is_kept_after_its_cgroup_is_removed(engine):
 
 
 def test_twenty_memcgs_oom_at_once(engine):
-    groups = [MemCgroup.create(_name(f"many{i}"), 16 * MiB) for i in range(20)]
+    groups = [Cgroup.memory(f"many{i}", 16 * MiB) for i in range(20)]
     lost_before = engine.stats.lost
     try:
         hogs = [spawn_hog(cg) for cg in groups]
@@ -91,7 +87,7 @@ def test_twenty_memcgs_oom_at_once(engine):
 
 
 def test_cgroup_storm_every_create_and_delete_seen(engine):
-    root = MemCgroup.create(_name("storm"), 64 * MiB)
+    root = Cgroup.memory("storm", 64 * MiB)
     n = 2000
     try:
         dirs = [root.dir / f"c{i}" for i in range(n)]
@@ -118,7 +114,7 @@ def test_cgroup_storm_every_create_and_delete_seen(engine):
 
 
 def test_memory_pressure_summaries_name_the_reclaiming_cgroup(engine):
-    cg = MemCgroup.create(_name("pressure"), 16 * MiB)
+    cg = Cgroup.memory("pressure", 16 * MiB)
     try:
         hog = spawn_hog(cg)
         go([hog])
@@ -137,9 +133,8 @@ def test_memory_pressure_summaries_name_the_reclaiming_cgroup(engine):
 
 
 def test_a_pod_level_limit_names_the_pod_as_memcg_and_the_container_as_cgroup(engine):
-    pod = MemCgroup.create(_name("pod"), 24 * MiB)
-    ctr = MemCgroup(pod.path + "/ctr", pod.dir / "ctr")
-    ctr.dir.mkdir()  # no limit of its own: the pod's limit is the one that is hit
+    pod = Cgroup.memory("pod", 24 * MiB)
+    ctr = pod.child("ctr")  # no limit of its own: the pod's limit is the one that is hit
     try:
         hog = spawn_hog(ctr)
         go([hog])

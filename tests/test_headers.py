@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from tracer.kernel import headers
 from tracer.errors import KernelUnsupported
+from tracer.kernel import bpf_source, btf_trim, headers
 
 BTF_C = """\
 struct bpf_map { int x; };
@@ -72,6 +73,52 @@ def test_cache_key_changes_with_btf_release_and_bcc(tmp_path):
     assert k1 != headers.cache_key(btf, "6.1.0", "0.29")
     btf.write_bytes(b"two")
     assert k1 != headers.cache_key(btf, "6.1.0", "0.26")
+
+
+@pytest.fixture
+def bpf_copy(tmp_path, monkeypatch):
+    """A copy of bpf/ that the header code reads instead of the real one."""
+    copy = tmp_path / "bpf"
+    shutil.copytree(bpf_source.bpf_dir(), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(bpf_source, "bpf_dir", lambda: copy)
+    return copy
+
+
+def test_cache_key_changes_when_any_bpf_source_changes(tmp_path, bpf_copy):
+    """The trimmed tree holds only what the sources name: a stale one must never be reused."""
+    btf = tmp_path / "vmlinux"
+    btf.write_bytes(b"one")
+    key = headers.cache_key(btf, "6.1.0", "0.26")
+    sources = sorted(bpf_copy.glob("*.[ch]"))
+    assert {p.name for p in sources} >= {bpf_source.PROGRAM, bpf_source.HEADER, "victims.bpf.h",
+                                         "cgroups.bpf.h", "reclaim.bpf.h"}
+    for path in sources:
+        text = path.read_text()
+        path.write_text(text + "/* changed */\n")
+        assert headers.cache_key(btf, "6.1.0", "0.26") != key, path.name
+        path.write_text(text)
+        assert headers.cache_key(btf, "6.1.0", "0.26") == key, path.name
+    (bpf_copy / "new.bpf.h").write_text("/* a new part */\n")
+    assert headers.cache_key(btf, "6.1.0", "0.26") != key
+    (bpf_copy / "new.bpf.h").unlink()
+    # Text moved across a file boundary names other identifiers ("ab" + "c" is not "a" + "bc").
+    first, second = sources[:2]
+    a, b = first.read_text(), second.read_text()
+    first.write_text(a + "x")
+    second.write_text("y" + b)
+    moved = headers.cache_key(btf, "6.1.0", "0.26")
+    first.write_text(a + "xy")
+    second.write_text(b)
+    assert headers.cache_key(btf, "6.1.0", "0.26") != moved
+
+
+def test_trimming_roots_and_stubs_come_from_every_part(bpf_copy):
+    (bpf_copy / "extra.bpf.h").write_text("#include <linux/only_in_a_part.h>\nstruct only_in_a_part *p;\n")
+    assert "linux/only_in_a_part.h" in headers.extra_stubs()
+    roots = btf_trim.roots_of(headers._program_sources())
+    assert "struct only_in_a_part" in roots
+    for part in bpf_copy.glob("*.bpf.h"):
+        assert btf_trim.roots_of([part.read_text()]) <= roots, part.name
 
 
 def test_choose_prefers_kernel_headers_then_kheaders(tmp_path):

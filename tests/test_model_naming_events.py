@@ -8,7 +8,7 @@ import pytest
 
 from tracer.stats.cgroups.naming import identify
 from tracer.stats.container_events import EventPolicy, EventStore
-from tracer.stats.manager import cpu_inst
+from tracer.stats.conversion import cpu_inst
 from tracer.stats.model import (ContainerInfo, ContainerReference, ContainerStats, CpuStats, CpuUsage, Event, EventData,
                           EventRequest, FsStats, MemoryStats, NetworkStats, InterfaceStats, OomKillEventData, rfc3339,
                           to_json)

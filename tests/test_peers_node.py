@@ -20,7 +20,7 @@ from tracer.forward.forwarder import ForwardConfig, ForwardSink
 PEERS = Path(__file__).resolve().parent / "peers"
 NODE = shutil.which("node")
 _missing = ("node is not installed" if NODE is None else
-            "tests/peers/node_modules is missing (scripts/setup.sh runs npm ci there)"
+            "tests/peers/node_modules is missing (scripts/test.sh runs npm ci there)"
             if not (PEERS / "node_modules/@fluent-org/logger").is_dir() else None)
 if _missing and os.environ.get("CI"):
     raise RuntimeError(f"the Node.js Forward peers are required in CI: {_missing}")

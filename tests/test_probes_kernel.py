@@ -60,9 +60,9 @@ def test_every_program_passes_this_kernels_verifier(cache_dir, task_arg):
         assert host.gather().mark_victim_task_arg, "this kernel's mark_victim has no task argument"
     os.environ.update(headers.choose(cache_dir).environ())
     plan = probes.ProbePlan(kprobe_symbol=None, mark_victim_task_arg=task_arg)
-    program = bpf_source.bpf_dir() / bpf_source.PROGRAM
-    bpf = BPF(src_file=str(program).encode(), cflags=plan.cflags())
+    bpf = BPF(text=bpf_source.program_text().encode(), cflags=plan.cflags())  # the parts pasted in
     try:
+        assert (b"tracepoint__oom__mark_victim" in bpf.funcs) == task_arg  # loaded by BCC itself
         kinds = {b"on_oom_kill_process": BPF.KPROBE, b"on_oom_kill_process_return": BPF.KPROBE}
         names = [b"on_mark_victim", b"on_cgroup_mkdir", b"on_cgroup_rmdir", b"on_reclaim_begin",
                  b"on_direct_reclaim_end", b"on_memcg_reclaim_end", *kinds]

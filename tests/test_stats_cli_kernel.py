@@ -14,7 +14,7 @@ import pytest
 from tests.cgroups import Cgroup
 from tests.collecting import OOMTRACE
 from tests.kernel import oom_once
-from tracer.stats import cgroups as containers
+from tracer.stats import cgroups
 from tracer.stats.cgroups import ContainerGone, Layout
 from tracer.stats.filesystems import DirUsageWalker, dir_usage
 
@@ -62,7 +62,7 @@ def test_a_cgroup_removed_in_the_middle_of_a_read_is_gone():
     layout = Layout.detect()
     cg = Cgroup.create("midread")
     dirs = layout.dirs(cg.name)
-    real = containers._v1.read_int
+    real = cgroups._v1.read_int
     calls = []
 
     def remove_after_first(path):
@@ -73,12 +73,12 @@ def test_a_cgroup_removed_in_the_middle_of_a_read_is_gone():
             return value
         return real(path)
 
-    containers._v1.read_int = remove_after_first
+    cgroups._v1.read_int = remove_after_first
     try:
         with pytest.raises(ContainerGone):
-            containers.read_stats(dirs, time.time(), containers.DeviceNames())
+            cgroups.read_stats(dirs, time.time(), cgroups.DeviceNames())
     finally:
-        containers._v1.read_int = real
+        cgroups._v1.read_int = real
     assert len(calls) > 1 and not any(os.path.isdir(d) for d in cg.dirs.values())
 
 

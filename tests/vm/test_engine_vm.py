@@ -11,7 +11,8 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.kernel import MemCgroup, go, oom_once, spawn_hog
+from tests.cgroups import Cgroup
+from tests.kernel import go, oom_once, spawn_hog
 
 MiB = 1 << 20
 OOMTRACE = [sys.executable, "-m", "tracer"]
@@ -46,7 +47,7 @@ def test_memcg_oom_has_the_kprobes_context(vm_engine):
 
 
 def test_oom_group_kills_every_member(vm_engine):
-    cg = MemCgroup.create(f"oomtrace-vm-group-{uuid.uuid4().hex[:6]}", 48 * MiB)
+    cg = Cgroup.memory("vm-group", 48 * MiB)
     (cg.dir / "memory.oom.group").write_text("1")
     members = [spawn_hog(cg) for _ in range(3)]
     go(members[:1])  # one allocates; the group goes down together
@@ -59,8 +60,7 @@ def test_oom_group_kills_every_member(vm_engine):
 
 
 def test_global_oom_names_the_victims_cgroup(vm_engine):
-    cg = MemCgroup.create(f"oomtrace-vm-global-{uuid.uuid4().hex[:6]}", 0)
-    (cg.dir / "memory.max").write_text("max")
+    cg = Cgroup.memory("vm-global")  # no limit: the VM's memory is what runs out
     hog = spawn_hog(cg)
     Path(f"/proc/{hog.pid}/oom_score_adj").write_text("1000")  # the one to go, not the test runner
     go([hog])

@@ -1,20 +1,19 @@
-"""The oomtrace command line. No BPF or /proc logic here: it wires options to the engine."""
+"""`oomtrace run` and `oomtrace doctor`, and the command group. Flags only: the agent
+(tracer.agent) builds and runs what they describe."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import sys
-import threading
 from pathlib import Path
 
 import click
 
+from tracer import defaults
 from tracer.cli.params import ADDRESS, shared_key, shared_key_option
 from tracer.errors import OomtraceError
 from tracer.events.records import RECORD_TYPES, RecordFilter
-from tracer.events.sinks import FORMATS, TeeSink, make_sink
+from tracer.events.sinks import FORMATS, make_sink
 
 
 @click.group()
@@ -28,12 +27,12 @@ def main() -> None:
               help="text for a terminal, json (JSON lines) or msgpack for programs  [default: text, "
                    "or nothing with --forward]")
 @click.option("-t", "--type", "types", multiple=True, type=click.Choice(RECORD_TYPES[1:]),
-              help="only records of this type (repeatable); start/lost/error always pass")
+              help="only records of this type (repeatable); start, lost, error and forward_status always pass")
 @click.option("--cgroup", "cgroup_prefix", metavar="PREFIX",
               help="only records whose cgroup (or OOMing memcg) path starts with PREFIX")
-@click.option("--pressure-interval", type=float, default=10.0, show_default=True,
+@click.option("--pressure-interval", type=float, default=defaults.PRESSURE_INTERVAL, show_default=True,
               help="seconds between memory_pressure summaries; 0 turns reclaim tracing off")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("/var/cache/oomtrace"),
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=defaults.CACHE_DIR,
               show_default=True, help="where the header tree generated from BTF is kept")
 @click.option("--duration", type=float, help="stop after this many seconds")
 @click.option("--node", envvar="NODE_NAME", help="node name in every record  [default: hostname; env NODE_NAME]")
@@ -44,70 +43,42 @@ def main() -> None:
 @click.option("--tls-ca", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="CA certificate(s) that sign the collector's (default: the system's)")
 @click.option("--spool-dir", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("/var/lib/oomtrace/spool"), show_default=True,
+              default=defaults.SPOOL_DIR, show_default=True,
               help="where chunks wait while the collector is unreachable")
-@click.option("--spool-max-mb", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--spool-max-mb", type=click.IntRange(1), default=defaults.SPOOL_MAX_MB, show_default=True)
 @click.option("--stats", "stats_interval", type=float, default=0.0, metavar="SECONDS",
               help="add a container_stats record per container every SECONDS (0: none)")
 def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, pressure_interval: float,
         cache_dir: Path, duration: float | None, node: str | None, forward, shared_key_file: Path | None,
         tls: bool, tls_ca: Path | None, spool_dir: Path, spool_max_mb: int, stats_interval: float) -> None:
     """Stream OOM kills, cgroup creation/deletion and memory pressure, one record per event."""
-    from tracer.events.engine import Engine, EngineConfig
+    from tracer.agent import Agent, AgentConfig
+    from tracer.events.engine import EngineConfig
+    from tracer.forward.forwarder import ForwardConfig
 
-    sinks = [] if (forward and output is None) else [make_sink(output or "text", sys.stdout, sys.stdout.buffer)]
-    forwarder = None
-    if forward is not None:
-        from tracer.forward.forwarder import ForwardConfig, ForwardSink
-
-        forwarder = ForwardSink(ForwardConfig(
-            forward, node=node or socket.gethostname(), shared_key=shared_key(shared_key_file), tls=tls,
-            tls_ca=tls_ca, spool_dir=spool_dir, spool_max_bytes=spool_max_mb << 20))
-        sinks.append(forwarder)
-    record_filter = RecordFilter(frozenset(types) if types else None, cgroup_prefix)
-    manager, sources = _stats_feed(stats_interval)
-    engine = Engine(sinks[0] if len(sinks) == 1 else TeeSink(*sinks),
-                    EngineConfig(cache_dir=cache_dir, pressure_interval=pressure_interval, node=node),
-                    record_filter, sources)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    outputs = [] if (forward and output is None) else [make_sink(output or "text", sys.stdout, sys.stdout.buffer)]
+    forward_config = None if forward is None else ForwardConfig(
+        forward, node=node or socket.gethostname(), shared_key=shared_key(shared_key_file), tls=tls,
+        tls_ca=tls_ca, spool_dir=spool_dir, spool_max_bytes=spool_max_mb << 20)
+    config = AgentConfig(
+        engine=EngineConfig(cache_dir=cache_dir, pressure_interval=pressure_interval, node=node),
+        record_filter=RecordFilter(frozenset(types) if types else None, cgroup_prefix),
+        stats_interval=stats_interval, forward=forward_config, duration=duration)
+    agent = Agent(config, outputs)
+    agent.stop_on_signals()
     try:
-        engine.start()
-        engine.run(stop, duration)
-    except OomtraceError as e:
-        raise click.ClickException(str(e)) from e
-    except BrokenPipeError:
-        _discard_stdout()  # the reader went away (`| head`): stop quietly
+        agent.start()
+        agent.wait()
     finally:
-        if manager is not None:
-            manager.stop()
-        engine.close()
-        if forwarder is not None:
-            forwarder.close()
-
-
-def _stats_feed(interval: float):
-    """With --stats: the container manager sweeping in its own thread, its records for the engine."""
-    if interval <= 0:
-        return None, ()
-    from tracer.stats.manager import Manager, ManagerConfig
-    from tracer.stats.feed import StatsFeed
-
-    manager = Manager(ManagerConfig(housekeeping_interval=interval))
-    feed = StatsFeed(manager)
-    manager.start()
-    return manager, (feed.drain,)
-
-
-def _discard_stdout() -> None:
-    """Point stdout at /dev/null so that flushing what is still buffered cannot fail again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+        agent.close()
+    if isinstance(agent.failure, OomtraceError):
+        raise click.ClickException(str(agent.failure))
+    if agent.failure is not None:
+        raise agent.failure
 
 
 @main.command()
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("/var/cache/oomtrace"),
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=defaults.CACHE_DIR,
               show_default=True)
 def doctor(cache_dir: Path) -> None:
     """Print what this kernel offers and which probes `run` will use."""

@@ -1,27 +1,38 @@
 """Commands over the container Interface: machine, containers, stats, fs, and live events.
-Wiring only: the figures come from manager.Manager, the layout from tables.py."""
+Wiring only: the figures come through the Interface (stats.interface, implemented by
+stats.manager.Manager), the layout from tables.py."""
 
 from __future__ import annotations
 
 import json
-import signal
-import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 import click
 
 from tracer.errors import OomtraceError
-from tracer.stats.model import ContainerInfoRequest, EVENT_TYPES, EventRequest, RequestOptions, to_json
+from tracer.stats.interface import Interface
+from tracer.stats.model import EVENT_TYPES, EventRequest, RequestOptions, to_json
 
+T = TypeVar("T")
 _OUTPUT = click.option("--output", type=click.Choice(("table", "json")), default="table", show_default=True)
 
 
-def _manager(network: bool = True):
+def _sampled(network: bool, interval: float, ask: Callable[[Interface], T]) -> T:
+    """A Manager's first sample, a second one INTERVAL later (CPU rates need two), then ASK it."""
     from tracer.stats.manager import Manager, ManagerConfig
 
     m = Manager(ManagerConfig(network=network))
-    m.start(background=False)
-    return m
+    try:
+        m.start(background=False)
+        time.sleep(interval)
+        return ask(m)
+    except OomtraceError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        m.stop()
 
 
 def _emit_json(value) -> None:
@@ -53,14 +64,8 @@ def containers(name: str, recursive: bool, interval: float, output: str) -> None
     """Containers (cgroups) with their CPU rate, memory and limits."""
     from tracer.cli.tables import containers_table
 
-    m = _manager(network=False)
-    try:
-        time.sleep(interval)
-        info = m.container_info_v2(name, RequestOptions(recursive=recursive, count=2, max_age=0))
-    except OomtraceError as e:
-        raise click.ClickException(str(e)) from e
-    finally:
-        m.stop()
+    info = _sampled(False, interval,
+                    lambda m: m.container_info_v2(name, RequestOptions(recursive=recursive, count=2, max_age=0)))
     if output == "json":
         _emit_json(info)
     else:
@@ -75,16 +80,9 @@ def stats(name: str, interval: float, output: str) -> None:
     """One container's spec and latest stats (info/v1 ContainerInfo with --output json)."""
     from tracer.cli.tables import stats_table
 
-    m = _manager()
-    try:
-        time.sleep(interval)
-        m.sweep([name])
-        info = m.container_info(name, ContainerInfoRequest(num_stats=2))
-        v2 = m.container_info_v2(name, RequestOptions(count=2))[name]
-    except OomtraceError as e:
-        raise click.ClickException(str(e)) from e
-    finally:
-        m.stop()
+    info, v2 = _sampled(True, interval, lambda m: (
+        m.get_requested_containers_info(name, RequestOptions(recursive=False, count=2, max_age=0))[name],
+        m.container_info_v2(name, RequestOptions(count=2))[name]))
     if output == "json":
         _emit_json(info)
     else:
@@ -116,32 +114,19 @@ def fs(path: str, usage: bool, output: str) -> None:
 
 
 def live_events(types: tuple[str, ...], container: str, duration: float | None, output: str,
-                cache_dir) -> None:
-    """Events as they happen: the event engine feeds the Interface's event store; we watch it."""
-    from tracer.events.engine import Engine, EngineConfig
-    from tracer.stats.manager import Manager, ManagerConfig
+                cache_dir: Path) -> None:
+    """Events as they happen: the agent's engine feeds the Interface's event store; we watch it."""
+    from tracer.agent import Agent, AgentConfig
     from tracer.cli.tables import event_line
+    from tracer.events.engine import EngineConfig
 
-    manager = Manager(ManagerConfig(network=False))
-    watch = manager.watch_events(EventRequest(container_name=container, include_subcontainers=True,
-                                              event_types=frozenset(types or EVENT_TYPES)))
-    engine = Engine(_RecordsInto(manager), EngineConfig(cache_dir=cache_dir, pressure_interval=0))
-    stop = threading.Event()
-    failure: list[BaseException] = []
-
-    def run_engine() -> None:
-        try:
-            engine.start()
-            engine.run(stop, duration)
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread
-            failure.append(e)
-        finally:
-            stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    runner = threading.Thread(target=run_engine, daemon=True)
-    runner.start()
+    agent = Agent(AgentConfig(engine=EngineConfig(cache_dir=cache_dir, pressure_interval=0),
+                              container_events=True, duration=duration))
+    assert agent.manager is not None
+    watch = agent.manager.watch_events(EventRequest(container_name=container, include_subcontainers=True,
+                                                    event_types=frozenset(types or EVENT_TYPES)))
+    agent.stop_on_signals()
+    agent.start()
     dropped = 0
     try:
         while True:
@@ -151,28 +136,10 @@ def live_events(types: tuple[str, ...], container: str, duration: float | None, 
                 dropped = watch.dropped
             if event is not None:
                 click.echo(json.dumps(to_json(event)) if output == "json" else event_line(event))
-            elif stop.is_set():
+            elif agent.done:
                 break
     finally:
-        stop.set()
-        runner.join(10)
-        engine.close()
-        manager.stop_watch(watch)
-    if failure:
-        raise click.ClickException(str(failure[0]))
-
-
-class _RecordsInto:
-    """A sink that hands engine records to the manager (oom kills, cgroup creation/deletion)."""
-
-    def __init__(self, manager) -> None:
-        self.manager = manager
-
-    def write(self, record: dict) -> None:
-        self.manager.on_record(record)
-
-    def flush(self) -> None:
-        pass
-
-    def alive(self) -> bool:
-        return True
+        agent.close()
+        agent.manager.stop_watch(watch)
+    if agent.failure is not None:
+        raise click.ClickException(str(agent.failure))

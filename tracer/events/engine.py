@@ -1,8 +1,10 @@
 """The event engine: probes in, records out.
 
 start() loads the probes and writes the start record; run() polls the perf buffer and the
-reclaim totals until told to stop; close() detaches and flushes. The engine owns no global
-state: everything hangs off the instance.
+reclaim totals until told to stop; close() detaches and flushes, after run() has returned
+when run() is polling in another thread. The engine writes every record to its sink
+unfiltered (filters wrap the sinks that want them: events.sinks.FilteredSink). It owns no
+global state: everything hangs off the instance.
 """
 
 from __future__ import annotations
@@ -15,23 +17,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracer import __version__
+from tracer import __version__, defaults
 from tracer.kernel import bpf_source
 from tracer.kernel import cgroupfs
 from tracer.kernel import headers
 from tracer.kernel import host
 from tracer.kernel import probes
 from tracer.events.pressure import PressureTracker
-from tracer.events.records import SCHEMA_VERSION, Clock, RecordBuilder, RecordFilter, RecordStamper
+from tracer.events.records import SCHEMA_VERSION, Clock, RecordBuilder, RecordStamper
 from tracer.events.sinks import Sink
-
-DEFAULT_CACHE_DIR = Path("/var/cache/oomtrace")
-
 
 @dataclass(frozen=True)
 class EngineConfig:
-    cache_dir: Path = DEFAULT_CACHE_DIR
-    pressure_interval: float = 10.0  # seconds; 0 turns the reclaim probes off
+    cache_dir: Path = defaults.CACHE_DIR
+    pressure_interval: float = defaults.PRESSURE_INTERVAL  # seconds; 0 turns the reclaim probes off
     page_cnt: int = 256  # perf buffer pages per CPU
     cgroup_cache_size: int = 65536
     poll_ms: int = 100
@@ -49,13 +48,13 @@ class EngineStats:
 
 class Engine:
     def __init__(self, sink: Sink, config: EngineConfig | None = None,
-                 record_filter: RecordFilter | None = None,
                  sources: tuple[Callable[[], Iterable[dict]], ...] = ()) -> None:
         self.sink = sink
         self.sources = sources  # more records, taken on every loop (container stats)
         self.config = config or EngineConfig()
-        self.filter = record_filter or RecordFilter()
         self.stats = EngineStats()
+        self._polling = threading.Lock()  # held by run(): close() waits for it, never frees under it
+        self._stop = threading.Event()  # close() ends a run() still polling
         self._stamper = RecordStamper(self.config.node or socket.gethostname())
         self.probes: probes.Probes | None = None
         self._builder: RecordBuilder | None = None
@@ -109,12 +108,17 @@ class Engine:
 
     def run(self, stop: threading.Event, duration: float | None = None) -> None:
         """Poll until STOP is set, DURATION seconds pass or the sink's reader goes away."""
-        assert self.probes is not None, "start() first"
+        with self._polling:
+            if self.probes is None:
+                raise RuntimeError("Engine.run() before start() or after close()")
+            self._run(self.probes, stop, duration)
+
+    def _run(self, loaded: probes.Probes, stop: threading.Event, duration: float | None) -> None:
         deadline = None if duration is None else time.monotonic() + duration
         interval = self.config.pressure_interval
         next_pressure = time.monotonic() + interval if interval > 0 else None
-        while not stop.is_set():
-            self.probes.poll(self.config.poll_ms)
+        while not (stop.is_set() or self._stop.is_set()):
+            loaded.poll(self.config.poll_ms)
             self._flush_lost()
             for source in self.sources:
                 for record in source():
@@ -126,7 +130,7 @@ class Engine:
             self.sink.flush()
             if (deadline is not None and now >= deadline) or not self.sink.alive():
                 break
-        self.probes.poll(0)  # what is already buffered is not lost on stop
+        loaded.poll(0)  # what is already buffered is not lost on stop
         self._flush_lost()
         self.sink.flush()
 
@@ -139,9 +143,13 @@ class Engine:
         return records
 
     def close(self) -> None:
-        if self.probes is not None:
-            self.probes.close()
-            self.probes = None
+        """Detach the probes and flush. A run() still polling in another thread is stopped and
+        waited for first: its probes are never freed under it."""
+        self._stop.set()
+        with self._polling:
+            if self.probes is not None:
+                self.probes.close()
+                self.probes = None
         self.sink.flush()
 
     # --- callbacks (hot path) -------------------------------------------------------
@@ -164,9 +172,8 @@ class Engine:
                         "total": self.stats.lost})
 
     def _emit(self, record: dict) -> None:
-        if self.filter.accepts(record):
-            self.stats.records += 1
-            self.sink.write(self._stamper.stamp(record))
+        self.stats.records += 1
+        self.sink.write(self._stamper.stamp(record))
 
 
 def _set_oom_score_adj(value: int) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import select
 import time
+from collections.abc import Callable
 from typing import IO, Protocol
 
 import msgpack
+
+from tracer.events.records import RecordFilter
 
 FORMATS = ("text", "json", "msgpack")
 _TEXT_SKIP = {"type", "time", "ktime_ns", "id", "node"}
@@ -31,19 +35,49 @@ def reader_alive(stream: IO) -> bool:
 
 
 class _StreamSink:
+    """A stream of encoded records. When its reader goes away (`oomtrace run | head`) it stops
+    quietly: alive() turns false, later records are dropped, and the stream's descriptor is
+    pointed at /dev/null so that flushing what is still buffered cannot fail again at exit."""
+
     def __init__(self, stream: IO) -> None:
         self.stream = stream
+        self._gone = False
+
+    def encode(self, record: dict) -> str | bytes:
+        raise NotImplementedError
+
+    def write(self, record: dict) -> None:
+        if not self._gone:
+            self._guard(self.stream.write, self.encode(record))
 
     def flush(self) -> None:
-        self.stream.flush()
+        if not self._gone:
+            self._guard(self.stream.flush)
 
     def alive(self) -> bool:
-        return reader_alive(self.stream)
+        return not self._gone and reader_alive(self.stream)
+
+    def _guard(self, op: Callable[..., object], *args: object) -> None:
+        try:
+            op(*args)
+        except BrokenPipeError:
+            self._gone = True
+            _discard(self.stream)
+
+
+def _discard(stream: IO) -> None:
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 class JsonSink(_StreamSink):
-    def write(self, record: dict) -> None:
-        self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+    def encode(self, record: dict) -> str:
+        return json.dumps(record, separators=(",", ":")) + "\n"
 
 
 class MsgpackSink(_StreamSink):
@@ -53,15 +87,15 @@ class MsgpackSink(_StreamSink):
         super().__init__(stream)
         self._packer = msgpack.Packer()
 
-    def write(self, record: dict) -> None:
-        self.stream.write(self._packer.pack(record))
+    def encode(self, record: dict) -> bytes:
+        return self._packer.pack(record)
 
 
 class TextSink(_StreamSink):
     """One readable line per record: time, type, then key=value for what is set."""
 
-    def write(self, record: dict) -> None:
-        self.stream.write(format_text(record) + "\n")
+    def encode(self, record: dict) -> str:
+        return format_text(record) + "\n"
 
 
 def format_text(record: dict) -> str:
@@ -108,3 +142,22 @@ class TeeSink:
 
     def alive(self) -> bool:
         return all(sink.alive() for sink in self.sinks)
+
+
+class FilteredSink:
+    """SINK, given only the records FILTER accepts (`run --type/--cgroup`); the engine itself
+    writes every record, so other sinks (the Manager's events) see what the filter hides."""
+
+    def __init__(self, sink: Sink, record_filter: RecordFilter) -> None:
+        self.sink = sink
+        self.filter = record_filter
+
+    def write(self, record: dict) -> None:
+        if self.filter.accepts(record):
+            self.sink.write(record)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def alive(self) -> bool:
+        return self.sink.alive()

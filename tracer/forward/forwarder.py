@@ -24,6 +24,7 @@ from pathlib import Path
 
 import msgpack
 
+from tracer import defaults
 from tracer.forward import wire
 from tracer.events.records import RecordStamper
 from tracer.forward.spool import Chunk, Spool
@@ -36,8 +37,8 @@ class ForwardConfig:
     address: wire.Address
     node: str = field(default_factory=socket.gethostname)
     tag_prefix: str = "oomtrace"  # tags are PREFIX.TYPE, e.g. oomtrace.oom_kill
-    spool_dir: Path = Path("/var/lib/oomtrace/spool")
-    spool_max_bytes: int = 256 << 20
+    spool_dir: Path = defaults.SPOOL_DIR
+    spool_max_bytes: int = defaults.SPOOL_MAX_MB << 20
     shared_key: str | None = None
     tls: bool = False
     tls_ca: Path | None = None  # None: the system's CAs

@@ -17,6 +17,8 @@ from typing import Iterable, Iterator, NamedTuple
 
 import msgpack
 
+from tracer import defaults
+
 EVENT_TIME = 0  # msgpack ext type of EventTime: big-endian u32 seconds, u32 nanoseconds
 DEFAULT_MAX_FRAME = 16 << 20
 _TEXT = "surrogateescape"  # invalid UTF-8 survives a decode/encode round trip unchanged
@@ -139,7 +141,7 @@ def _option(frame, index: int) -> dict:
     return option
 
 
-def _pair(entry: object, index: int) -> tuple:
+def _pair(entry: object, index: int) -> tuple[object, object]:
     if not isinstance(entry, (list, tuple)) or len(entry) < 2:
         raise WireError(f"entry {index} must be [time, record], got {_kind(entry)}")
     return entry[0], entry[1]
@@ -278,7 +280,7 @@ class Address:
     path: str = ""
 
     @classmethod
-    def parse(cls, text: str, default_port: int = 24224) -> Address:
+    def parse(cls, text: str, default_port: int = defaults.FORWARD_PORT) -> Address:
         if text == "-":
             return cls("stdin")
         if text.startswith("unix:"):

@@ -1,7 +1,9 @@
 """The shipped BPF sources, and the event layouts derived from their shared header.
 
-bpf/oomtrace.h is the one definition of every event; this module parses it into ctypes
-structures and integer constants, so nothing is mirrored by hand.
+bpf/oomtrace.bpf.c is the program; each feature is a part of it, bpf/*.bpf.h, which
+program_text() pastes in where the program #includes it. bpf/oomtrace.h is the one definition
+of every event; this module parses it into ctypes structures and integer constants, so
+nothing is mirrored by hand.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 
 HEADER = "oomtrace.h"
 PROGRAM = "oomtrace.bpf.c"
+# Defined only in program_text()'s output: a part compiled any other way stops with an #error.
+PROGRAM_TEXT_MACRO = "OOMTRACE_PROGRAM_TEXT"
 
 _CTYPES = {
     "__u8": ctypes.c_uint8, "__u16": ctypes.c_uint16, "__u32": ctypes.c_uint32,
@@ -27,6 +31,7 @@ _ENUM = re.compile(r"\benum\s+\w*\s*\{(.*?)\}\s*;", re.DOTALL)
 _ENUMERATOR = re.compile(r"(\w+)\s*=\s*(-?\d+)")
 _STRUCT = re.compile(r"\bstruct\s+(\w+)\s*\{(.*?)\}\s*;", re.DOTALL)
 _MEMBER = re.compile(r"^\s*(\w+)\s+(\w+)\s*(?:\[\s*(\w+)\s*\])?\s*;\s*$")
+_PART_INCLUDE = re.compile(r'^\s*#\s*include\s+"([\w.-]+\.bpf\.h)"')
 
 
 def bpf_dir() -> Path:
@@ -36,6 +41,40 @@ def bpf_dir() -> Path:
         return Path(str(resources.files("tracer.bpf")))
     except ModuleNotFoundError:
         return Path(__file__).resolve().parents[2] / "bpf"
+
+
+def source_files() -> list[Path]:
+    """Every BPF source shipped: the program, its parts and the event header. Whatever is
+    derived from the sources (the trimmed BTF header tree and its cache key) reads these."""
+    return sorted(bpf_dir().glob("*.[ch]"))
+
+
+def program_text(program: Path | None = None) -> str:
+    """The program as BCC compiles it: PROGRAM with each #include "*.bpf.h" replaced by that part.
+
+    BCC finds programs, rewrites map calls and writes TRACEPOINT_PROBE's argument struct only
+    in the text it compiles, never in an #included file, so the parts must be pasted in. #line
+    markers keep compiler messages pointing at the part's own file and line. Other includes
+    (oomtrace.h: types and constants only) stay real includes, found through -I bpf/.
+    """
+    out = [f"#define {PROGRAM_TEXT_MACRO} 1"]
+    _paste(program or bpf_dir() / PROGRAM, out, ())
+    return "\n".join(out) + "\n"
+
+
+def _paste(path: Path, out: list[str], outer: tuple[Path, ...]) -> None:
+    outer += (path,)
+    out.append(f'#line 1 "{path}"')
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        m = _PART_INCLUDE.match(line)
+        if m is None:
+            out.append(line)
+            continue
+        part = path.parent / m.group(1)
+        if part in outer:
+            raise ValueError("BPF parts include each other: " + " -> ".join(p.name for p in outer + (part,)))
+        _paste(part, out, outer)
+        out.append(f'#line {number + 1} "{path}"')
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,7 @@ from pathlib import Path
 
 from tracer.kernel import cgroupfs
 from tracer.kernel import headers
-from tracer.kernel import host
-
-_TRACEPOINTS = (
-    ("oom", "mark_victim", "every victim: pid, comm, uid, rss, oom_score_adj, cgroup"),
-    ("cgroup", "cgroup_mkdir", "container creation, cgroup id -> path"),
-    ("cgroup", "cgroup_rmdir", "container deletion"),
-    ("vmscan", "mm_vmscan_direct_reclaim_end", "direct reclaim stalls"),
-    ("vmscan", "mm_vmscan_memcg_reclaim_end", "memcg reclaim stalls"),
-)
-
+from tracer.kernel import host, probes
 
 def report(cache_dir: Path) -> str:
     facts = host.gather(mount_tracefs=True)
@@ -86,8 +77,8 @@ def _probe_lines(facts: host.HostFacts) -> list[str]:
     else:
         rows = [("kprobe oom_kill_process",
                  "not available: constraint and OOMing memcg are inferred (nearest memcg at its limit)")]
-    for group, name, what in _TRACEPOINTS:
-        present = facts.tracefs is not None and (facts.tracefs / "events" / group / name).is_dir()
-        rows.append((f"tracepoint {group}:{name}", what if present else "missing on this kernel"))
+    for tp in probes.TRACEPOINTS:
+        present = facts.tracefs is not None and (facts.tracefs / "events" / tp.group / tp.name).is_dir()
+        rows.append((f"tracepoint {tp.group}:{tp.name}", tp.gives if present else "missing on this kernel"))
     width = max(len(probe) for probe, _ in rows)
     return [f"{probe:<{width}}  {what}" for probe, what in rows]

@@ -21,9 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracer.kernel import btf_trim
-from tracer.kernel.bpf_source import bpf_dir
 from tracer.errors import KernelUnsupported
+from tracer.kernel import bpf_source, btf_trim
 
 # Bump when the generated tree's layout changes, so old caches are not reused.
 GENERATOR_VERSION = 4
@@ -112,18 +111,19 @@ def _try_modprobe(module: str) -> None:
 
 
 def cache_key(btf: Path, release: str, bcc_version: str) -> str:
-    """A key that changes whenever the kernel, its BTF or BCC changes."""
+    """A key that changes whenever the kernel, its BTF, BCC or any BPF source file changes."""
     h = hashlib.sha256()
     with open(btf, "rb") as f:
         h.update(f.read())
     h.update(f"\0{release}\0{bcc_version}\0{GENERATOR_VERSION}".encode())
-    for text in _program_sources():  # the trimmed dump serves these programs only
-        h.update(text.encode())
+    for path in bpf_source.source_files():  # the trimmed dump serves these programs only
+        h.update(f"\0{path.name}\0".encode() + path.read_bytes())
     return h.hexdigest()[:20]
 
 
 def _program_sources() -> list[str]:
-    return [p.read_text() for p in sorted(bpf_dir().glob("*.[ch]"))]
+    """The text of every BPF source file: the program, all its parts and the event header."""
+    return [p.read_text() for p in bpf_source.source_files()]
 
 
 def btf_tree_path(cache_dir: Path, release: str, btf: Path = BTF_PATH) -> Path:

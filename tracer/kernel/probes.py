@@ -1,4 +1,4 @@
-"""Compile bpf/oomtrace.bpf.c with BCC and attach what the kernel offers.
+"""Compile bpf/oomtrace.bpf.c and its parts with BCC and attach what the kernel offers.
 
 mark_victim is the one probe oomtrace cannot run without. The kprobe (OOM context), the
 cgroup tracepoints and the reclaim tracepoints each degrade with a stated reason.
@@ -19,14 +19,27 @@ from tracer.errors import ProbeError
 from tracer.kernel.headers import HeaderSource
 from tracer.kernel.host import HostFacts
 
-# (tracepoint, program, what it gives)
-_CGROUP_TPS = (("cgroup_mkdir", "on_cgroup_mkdir"), ("cgroup_rmdir", "on_cgroup_rmdir"))
-_RECLAIM_TPS = (
-    ("mm_vmscan_direct_reclaim_begin", "on_reclaim_begin"),
-    ("mm_vmscan_direct_reclaim_end", "on_direct_reclaim_end"),
-    ("mm_vmscan_memcg_reclaim_begin", "on_reclaim_begin"),
-    ("mm_vmscan_memcg_reclaim_end", "on_memcg_reclaim_end"),
+@dataclass(frozen=True)
+class Tracepoint:
+    group: str
+    name: str
+    program: str  # the function in bpf/ attached to it (as a raw tracepoint)
+    feature: str  # victims (required), cgroups or reclaim
+    gives: str  # what oomtrace learns from it, for `oomtrace doctor`
+
+
+# Every tracepoint the program uses, said once: load() attaches them, doctor lists them.
+TRACEPOINTS = (
+    Tracepoint("oom", "mark_victim", "on_mark_victim", "victims",
+               "every victim: pid, comm, uid, rss, oom_score_adj, cgroup"),
+    Tracepoint("cgroup", "cgroup_mkdir", "on_cgroup_mkdir", "cgroups", "container creation, cgroup id -> path"),
+    Tracepoint("cgroup", "cgroup_rmdir", "on_cgroup_rmdir", "cgroups", "container deletion"),
+    Tracepoint("vmscan", "mm_vmscan_direct_reclaim_begin", "on_reclaim_begin", "reclaim", "direct reclaim starts"),
+    Tracepoint("vmscan", "mm_vmscan_direct_reclaim_end", "on_direct_reclaim_end", "reclaim", "direct reclaim stalls"),
+    Tracepoint("vmscan", "mm_vmscan_memcg_reclaim_begin", "on_reclaim_begin", "reclaim", "memcg reclaim starts"),
+    Tracepoint("vmscan", "mm_vmscan_memcg_reclaim_end", "on_memcg_reclaim_end", "reclaim", "memcg reclaim stalls"),
 )
+_MARK_VICTIM = TRACEPOINTS[0]
 
 
 @dataclass(frozen=True)
@@ -107,32 +120,29 @@ def load(plan: ProbePlan, source: HeaderSource) -> Probes:
     if plan.mark_victim_task_arg:  # BCC attached its TRACEPOINT_PROBE when loading
         probes.attached.append("tracepoint oom:mark_victim (figures)")
     try:
-        _attach_required(probes, "raw tracepoint oom:mark_victim", lambda: bpf.attach_raw_tracepoint(
-            tp=b"mark_victim", fn_name=b"on_mark_victim"))
+        _attach_required(probes, "raw tracepoint oom:mark_victim", _raw_tp(bpf, _MARK_VICTIM))
     except ProbeError:
         bpf.cleanup()
         raise
     _attach_kprobe(probes, plan)
-    if plan.cgroups:
-        for tp, fn in _CGROUP_TPS:
-            _attach_optional(probes, f"raw tracepoint cgroup:{tp}", _raw_tp(bpf, tp, fn))
-    if plan.reclaim:
-        for tp, fn in _RECLAIM_TPS:
-            _attach_optional(probes, f"raw tracepoint vmscan:{tp}", _raw_tp(bpf, tp, fn))
+    wanted = {"cgroups": plan.cgroups, "reclaim": plan.reclaim}
+    for tp in TRACEPOINTS:
+        if wanted.get(tp.feature):
+            _attach_optional(probes, f"raw tracepoint {tp.group}:{tp.name}", _raw_tp(bpf, tp))
     _free_compiler_memory(bpf)
     return probes
 
 
 def _compile(bpf_class: type, program: Path, cflags: list[str], source: HeaderSource) -> object:
     try:
-        return bpf_class(src_file=str(program).encode(), cflags=cflags)
+        return bpf_class(text=bpf_source.program_text(program).encode(), cflags=cflags)
     except Exception as e:  # BCC raises bare Exception on compile errors
         raise ProbeError(f"BCC could not compile {program.name} with {source.kind} headers "
                          f"({source.path}): {e}") from e
 
 
-def _raw_tp(bpf: object, tp: str, fn: str) -> Callable[[], object]:
-    return lambda: bpf.attach_raw_tracepoint(tp=tp.encode(), fn_name=fn.encode())
+def _raw_tp(bpf: object, tp: Tracepoint) -> Callable[[], object]:
+    return lambda: bpf.attach_raw_tracepoint(tp=tp.name.encode(), fn_name=tp.program.encode())
 
 
 def _attach_kprobe(probes: Probes, plan: ProbePlan) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import queue
 from collections.abc import Iterator
 
-from tracer.stats.manager import Manager, cpu_inst
+from tracer.stats.conversion import cpu_inst
+from tracer.stats.manager import Manager
 from tracer.stats.model import ContainerStats
 
 

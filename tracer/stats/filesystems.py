@@ -84,7 +84,7 @@ def fs_stats(proc: Path = Path("/proc")) -> list[FsStats]:
 
 
 def _diskstats(proc: Path) -> dict[tuple[int, int], list[int]]:
-    out = {}
+    out: dict[tuple[int, int], list[int]] = {}
     try:
         text = (proc / "diskstats").read_text()
     except OSError:

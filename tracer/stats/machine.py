@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tracer import __version__
 from tracer.stats.filesystems import machine_filesystems
+from tracer.stats.network import IGNORED_DEVICES
 from tracer.stats.model import Cache, Core, DiskInfo, HugePagesInfo, MachineInfo, NetInfo, Node, VersionInfo
 
 
@@ -104,7 +105,7 @@ def _meminfo(path: Path) -> dict[str, int]:
 
 
 def _hugepages(directory: Path) -> list[HugePagesInfo]:
-    out = []
+    out: list[HugePagesInfo] = []
     try:
         entries = sorted(os.listdir(directory))
     except OSError:
@@ -196,14 +197,14 @@ def _disks(sys: Path) -> dict[str, DiskInfo]:
 
 
 def _network_devices(sys: Path) -> list[NetInfo]:
-    """Every link but loopback and virtual ones (veth, bridges, docker), from netlink."""
+    """Every link but network.IGNORED_DEVICES, from netlink."""
     from pyroute2 import IPRoute
 
     out = []
     with IPRoute() as ip:
         for link in ip.get_links():
             name = link.get_attr("IFLA_IFNAME")
-            if name == "lo" or name.startswith(("veth", "docker", "br-", "cni", "flannel", "cali")):
+            if name.startswith(IGNORED_DEVICES):
                 continue
             out.append(NetInfo(name=name, mac_address=link.get_attr("IFLA_ADDRESS") or "",
                                speed=_int(sys / f"class/net/{name}/speed", -1), mtu=link.get_attr("IFLA_MTU") or 0))

@@ -9,7 +9,6 @@ vanishes mid-read is dropped from the sweep, never an exception in the loop.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -17,15 +16,17 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from tracer.stats import cgroups as containers
+from tracer import defaults
+from tracer.stats import cgroups
 from tracer.stats import filesystems
 from tracer.stats import machine
 from tracer.stats.cgroups import ContainerDirs, ContainerGone, Layout, StatsOptions, naming
+from tracer.stats.conversion import spec_v2, stats_v2
 from tracer.stats.container_events import EventPolicy, EventStore, Watch
 from tracer.stats.model import (ContainerInfo, ContainerInfoRequest, ContainerInfoV2, ContainerReference, ContainerSpec,
-                    ContainerSpecV2, ContainerStats, ContainerStatsV2, CpuInstStats, CpuInstUsage, Event, EventData,
-                    EventRequest, FilesystemStatsV2, FsInfoV2, MachineInfo, NetworkStats, NetworkStatsV2,
-                    OomKillEventData, RequestOptions, VersionInfo)
+                    ContainerStats, Event, EventData,
+                    EventRequest, FsInfoV2, MachineInfo, NetworkStats, OomKillEventData, RequestOptions, VersionInfo)
+from tracer.stats.interface import Interface
 from tracer.stats.network import NetworkReader
 
 log = logging.getLogger("oomtrace.manager")
@@ -34,9 +35,10 @@ _LATEST, _OPTIONS, _ROOTS = ContainerInfoRequest(), RequestOptions(), machine.Ro
 
 @dataclass(frozen=True)
 class ManagerConfig:
-    housekeeping_interval: float = 10.0  # kubelet's
+    housekeeping_interval: float = defaults.HOUSEKEEPING_INTERVAL
     history_seconds: float = 120.0  # cAdvisor's storage_duration
     discovery_interval: float = 60.0  # cAdvisor's global housekeeping
+    discovery_coalesce: float = 0.1  # after an engine cgroup event, wait this long for the rest of a burst
     machine_info_interval: float = 300.0
     stats: StatsOptions = StatsOptions()
     network: bool = True
@@ -64,8 +66,8 @@ class SweepReport:
     seconds: float
 
 
-class Manager:
-    """One object with the Interface kubelet uses from cAdvisor, in snake_case."""
+class Manager(Interface):
+    """The Interface (stats.interface) over periodic sweeps of cgroup files."""
 
     def __init__(self, config: ManagerConfig | None = None, layout: Layout | None = None,
                  roots: machine.Roots = _ROOTS) -> None:
@@ -78,11 +80,10 @@ class Manager:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._devices = containers.DeviceNames(str(roots.sys))
+        self._devices = cgroups.DeviceNames(str(roots.sys))
         self._network = NetworkReader(str(roots.proc)) if self.config.network else None
         self._machine: MachineInfo | None = None
         self._machine_at = 0.0
-        self._hinted = False
         self._engine_events = False
         self._listeners: list = []
         self._history_len = max(2, int(self.config.history_seconds / self.config.housekeeping_interval) + 1)
@@ -110,18 +111,26 @@ class Manager:
         self._listeners.append(listener)
 
     def _housekeeping(self) -> None:
+        """Sweep every interval; discover every discovery_interval, and soon after the engine
+        reports cgroups made or removed (a burst is coalesced into one walk), without moving
+        the sweeps: a new container is in the next sweep."""
+        next_sweep = time.monotonic() + self.config.housekeeping_interval
         next_discovery = time.monotonic() + self.config.discovery_interval
         while not self._stop.is_set():
-            self._wake.wait(self.config.housekeeping_interval)
-            self._wake.clear()
+            hinted = self._wake.wait(max(0.0, min(next_sweep, next_discovery) - time.monotonic()))
+            if hinted:
+                self._stop.wait(self.config.discovery_coalesce)
+                self._wake.clear()
             if self._stop.is_set():
                 return
+            now = time.monotonic()
             try:
-                if self._hinted or time.monotonic() >= next_discovery:
-                    self._hinted = False
+                if hinted or now >= next_discovery:
                     self.discover()
-                    next_discovery = time.monotonic() + self.config.discovery_interval
-                self.sweep()
+                    next_discovery = now + self.config.discovery_interval
+                if now >= next_sweep:
+                    self.sweep()
+                    next_sweep = max(next_sweep + self.config.housekeeping_interval, now)
             except Exception:  # noqa: BLE001 - housekeeping must go on; say what broke
                 log.exception("housekeeping failed; trying again next interval")
 
@@ -150,7 +159,7 @@ class Manager:
     def _add(self, name: str) -> _Container | None:
         dirs = self.layout.dirs(name)
         try:
-            spec = containers.read_spec(dirs)
+            spec = cgroups.read_spec(dirs)
         except ContainerGone:
             return None
         identity = naming.identify(name)
@@ -169,7 +178,7 @@ class Manager:
         changes = {}
         for c in targets:
             try:
-                stats = containers.read_stats(c.dirs, now, self._devices, self.config.stats)
+                stats = cgroups.read_stats(c.dirs, now, self._devices, self.config.stats)
             except ContainerGone:
                 gone.append(c.name)
                 continue
@@ -195,13 +204,10 @@ class Manager:
     def _add_network(self, c: _Container, stats: ContainerStats) -> None:
         if self._network is None:
             return
-        if c.name == "/":
-            interfaces = self._network.host()
-        else:
-            pid = _first_pid(c.dirs)
-            interfaces = self._network.container(pid) if pid else None
-            if interfaces is None:
-                return
+        pid = _first_pid(c.dirs) if c.name != "/" else None
+        interfaces = self._network.host() if c.name == "/" else self._network.container(pid) if pid else None
+        if interfaces is None:
+            return
         c.spec.has_network = True
         stats.network = NetworkStats(first=interfaces[0] if interfaces else NetworkStats().first,
                                      interfaces=interfaces)
@@ -223,7 +229,6 @@ class Manager:
             self._engine_events = True
             event = "containerCreation" if kind == "cgroup_create" else "containerDeletion"
             self.events.add(Event(record.get("cgroup") or "/", stamp, event))
-            self._hinted = True
             self._wake.set()
 
     # --- the Interface -----------------------------------------------------------------------
@@ -254,8 +259,9 @@ class Manager:
             history = list(c.history)
             count = len(history) if options.count < 0 else options.count
             pairs = zip([None, *history[:-1]], history, strict=True)
-            stats = [_v2_stats(c.spec, prev, cur) for prev, cur in pairs][-count:]
-            out[n] = ContainerInfoV2(_v2_spec(c), stats if count else [])
+            stats = [stats_v2(c.spec, prev, cur) for prev, cur in pairs][-count:]
+            out[n] = ContainerInfoV2(spec_v2(c.spec, list(c.identity.aliases), c.identity.namespace),
+                                     stats if count else [])
         return out
 
     def docker_container(self, container_id: str, request: ContainerInfoRequest = _LATEST
@@ -302,7 +308,7 @@ class Manager:
         """The container's memory limit in bytes; 0 when it has none."""
         c = self._containers.get(name)
         limit = c.spec.memory.limit if c is not None else 0
-        return 0 if limit >= containers.UNLIMITED else limit
+        return 0 if limit >= cgroups.UNLIMITED else limit
 
     def names(self) -> list[str]:
         with self._lock:
@@ -348,7 +354,7 @@ def _parent(name: str) -> str:
 
 def _first_pid(dirs: ContainerDirs) -> int | None:
     for d in dirs.present().values():
-        data = containers.read(os.path.join(d, "cgroup.procs"))
+        data = cgroups.read(os.path.join(d, "cgroup.procs"))
         if data:
             return int(data.split(b"\n", 1)[0])
     return None
@@ -360,48 +366,3 @@ def _select(history: list[ContainerStats], request: ContainerInfoRequest) -> lis
     if request.num_stats >= 0:
         found = found[-request.num_stats:] if request.num_stats else []
     return found
-
-
-def _v2_spec(c: _Container) -> ContainerSpecV2:
-    fields = {f.name: getattr(c.spec, f.name) for f in dataclasses.fields(c.spec)}
-    return ContainerSpecV2(**fields, aliases=list(c.identity.aliases), namespace=c.identity.namespace)
-
-
-def cpu_inst(prev: ContainerStats | None, cur: ContainerStats) -> CpuInstStats | None:
-    """CPU use between two samples in nanocores (CPU-ns per second), as cAdvisor's InstCpuStats:
-    None when there is no earlier sample, time went backwards or a counter decreased."""
-    if prev is None or prev.cpu is None or cur.cpu is None:
-        return None
-    dt = cur.timestamp - prev.timestamp
-    a, b = prev.cpu.usage, cur.cpu.usage
-    if dt <= 0 or b.total < a.total or b.user < a.user or b.system < a.system:
-        return None
-    per_cpu = []
-    if len(a.per_cpu) == len(b.per_cpu):
-        per_cpu = [int((y - x) / dt) if y >= x else 0 for x, y in zip(a.per_cpu, b.per_cpu, strict=True)]
-    return CpuInstStats(CpuInstUsage(int((b.total - a.total) / dt), per_cpu, int((b.user - a.user) / dt),
-                                     int((b.system - a.system) / dt)))
-
-
-def _v2_stats(spec: ContainerSpec, prev: ContainerStats | None, cur: ContainerStats) -> ContainerStatsV2:
-    """info/v2 from v1, as cAdvisor's ContainerStatsFromV1: a part only where the spec has it."""
-    out = ContainerStatsV2(timestamp=cur.timestamp)
-    if spec.has_cpu:
-        out.cpu = cur.cpu
-        out.cpu_inst = cpu_inst(prev, cur)
-    if spec.has_memory:
-        out.memory = cur.memory
-    if spec.has_diskio:
-        out.diskio = cur.diskio
-    if spec.has_hugetlb:
-        out.hugetlb = cur.hugetlb
-    if spec.has_processes:
-        out.processes = cur.processes
-    if spec.has_network and cur.network is not None:
-        out.network = NetworkStatsV2(cur.network.interfaces)
-    if spec.has_filesystem and cur.filesystem:
-        out.filesystem = FilesystemStatsV2(sum(f.usage for f in cur.filesystem),
-                                           sum(f.base_usage for f in cur.filesystem),
-                                           sum(f.inodes - f.inodes_free for f in cur.filesystem))
-    return out
-

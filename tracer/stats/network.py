@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from tracer.stats.model import InterfaceStats
 
 log = logging.getLogger("oomtrace.network")
-_HOST_SKIP = ("lo", "veth", "docker", "nerdctl")  # cAdvisor's filter for the root container
+# Not the host's own: cAdvisor leaves these out of the root container's interfaces and out
+# of MachineInfo's network devices (prefixes).
+IGNORED_DEVICES = ("lo", "veth", "docker", "nerdctl")
 
 
 class NetworkReader:
     def __init__(self, proc: str = "/proc") -> None:
         self.proc = proc
         self.host_ns = _ns_inode(f"{proc}/self/ns/net")
-        self._host = None
-        self._sockets: dict[int, object] = {}
+        self._host: Any = None  # a pyroute2 IPRoute, made on first use
+        self._sockets: dict[int, Any] = {}
         self._used: set[int] = set()
 
     def host(self) -> list[InterfaceStats]:
@@ -30,7 +33,7 @@ class NetworkReader:
 
         if self._host is None:
             self._host = IPRoute()
-        return [s for s in _stats(self._host) if not s.name.startswith(_HOST_SKIP)]
+        return [s for s in _stats(self._host) if not s.name.startswith(IGNORED_DEVICES)]
 
     def namespace_of(self, pid: int) -> int | None:
         return _ns_inode(f"{self.proc}/{pid}/ns/net")

@@ -41,19 +41,24 @@ class Layout:
             object.__setattr__(self, "hugetlb_sizes", _hugetlb_sizes(self.controllers["hugetlb"][1]))
 
     @classmethod
-    def detect(cls, proc: Path = Path("/proc")) -> Layout:
+    def detect(cls, proc: Path = Path("/proc"), root: str = "") -> Layout:
+        """The hierarchies PROC/self/cgroup and PROC/self/mountinfo show. ROOT, if given, is put
+        before every mount point (as psutil's PROCFS_PATH): a tree of files captured from a host,
+        with PROC usually ROOT/proc."""
         hierarchies = cgroupfs.read_hierarchies(proc)
         found: dict[str, tuple[int, str]] = {}
         for h in hierarchies.values():
             if h.mount and h.version == 1:
                 for c in h.controllers:
                     if c in _V2_NAME:
-                        found[c] = (1, h.mount)
+                        found[c] = (1, root + h.mount)
         unified = hierarchies.get(0)
         if unified is not None and unified.mount:
+            enabled = unified.controllers if not root else \
+                (read(root + unified.mount + "/cgroup.controllers") or b"").decode().split()
             for c, v2 in _V2_NAME.items():
-                if c not in found and v2 in unified.controllers:
-                    found[c] = (2, unified.mount)
+                if c not in found and v2 in enabled:
+                    found[c] = (2, root + unified.mount)
         return cls(found)
 
     @classmethod
@@ -137,7 +142,7 @@ def read_stats(dirs: ContainerDirs, now: float, device_name, options: StatsOptio
         cpu, cpuacct = present.get("cpu"), present.get("cpuacct")
         if cpu or cpuacct:
             if dirs.version("cpu" if cpu else "cpuacct") == 2:
-                stats.cpu = _v2.cpu_stats(cpu or cpuacct)
+                stats.cpu = _v2.cpu_stats(cpu or cpuacct or "")
             else:
                 stats.cpu = _v1.cpu_stats(cpu, cpuacct, options.per_cpu)
         memory = present.get("memory")

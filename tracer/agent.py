@@ -1,0 +1,143 @@
+"""The agent: the one place that builds the event engine, the container Manager, the sinks and
+the forwarder, owns their threads and stops them in order. The CLI only parses flags into an
+AgentConfig; every later feature (HTTP, workload identity) plugs in here.
+
+    kernel → Engine ─┬─ outputs: text / JSON lines / msgpack   (--type/--cgroup filter these)
+       (its thread)  ├─ ForwardSink → a collector                (filtered too; its own thread)
+                     └─ Manager.on_record: cAdvisor events, and discovery at once on a cgroup
+                        made or removed (every record, unfiltered)
+    Manager housekeeping (its thread) → StatsFeed → Engine        (container_stats, with --stats)
+
+Stop order: the engine's loop ends and it detaches its probes (flushing what was buffered);
+then the Manager's housekeeping stops; last the forwarder sends or spools what it holds, so
+no record the engine produced is dropped on the way out.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tracer.events.engine import Engine, EngineConfig
+from tracer.events.records import RecordFilter
+from tracer.events.sinks import FilteredSink, Sink, TeeSink
+from tracer.forward.forwarder import ForwardConfig, ForwardSink
+from tracer.stats.feed import StatsFeed
+from tracer.stats.manager import Manager, ManagerConfig
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    record_filter: RecordFilter = field(default_factory=RecordFilter)  # for outputs and the forwarder
+    stats_interval: float = 0.0  # > 0: the Manager sweeps every N seconds into container_stats records
+    container_events: bool = False  # a Manager for cAdvisor's container events, with no sweeps
+    forward: ForwardConfig | None = None
+    duration: float | None = None  # stop after this many seconds
+
+
+class Agent:
+    """start() → wait() → close(); or `with Agent(...) as agent: agent.wait()`."""
+
+    def __init__(self, config: AgentConfig, outputs: Sequence[Sink] = ()) -> None:
+        self.config = config
+        self.manager = self._make_manager(config)
+        self.feed = StatsFeed(self.manager) if self.manager is not None and config.stats_interval > 0 else None
+        self.forwarder = ForwardSink(config.forward) if config.forward is not None else None
+        sinks: list[Sink] = [FilteredSink(s, config.record_filter) for s in outputs]
+        if self.forwarder is not None:
+            sinks.append(FilteredSink(self.forwarder, config.record_filter))
+        if self.manager is not None:
+            sinks.append(_ManagerEvents(self.manager))
+        self.engine = Engine(sinks[0] if len(sinks) == 1 else TeeSink(*sinks), config.engine,
+                             sources=(self.feed.drain,) if self.feed is not None else ())
+        self.failure: BaseException | None = None  # what ended the engine's thread, if not a stop
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @staticmethod
+    def _make_manager(config: AgentConfig) -> Manager | None:
+        if config.stats_interval > 0:
+            return Manager(ManagerConfig(housekeeping_interval=config.stats_interval))
+        if config.container_events:
+            return Manager(ManagerConfig(network=False))
+        return None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """The Manager's first sweep and housekeeping, then the engine (probes, start record and
+        poll loop) in a thread of its own. A failure to start ends wait() and is in .failure."""
+        if self.feed is not None and self.manager is not None:
+            self.manager.start()
+        self._thread = threading.Thread(target=self._run_engine, name="oomtrace-engine", daemon=True)
+        self._thread.start()
+
+    def _run_engine(self) -> None:
+        try:
+            self.engine.start()
+            self.engine.run(self._stop, self.config.duration)
+        except BaseException as e:  # noqa: BLE001 - handed to whoever waits on the agent
+            self.failure = e
+        finally:
+            self._done.set()
+
+    def stop(self) -> None:
+        """Ask the engine's loop to end (safe from a signal handler)."""
+        self._stop.set()
+
+    def stop_on_signals(self) -> None:
+        """SIGINT and SIGTERM stop the agent (call from the main thread)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once the engine's loop has ended: a stop, --duration, the reader gone, a failure."""
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def close(self) -> None:
+        """Stop everything in order (see the module's docstring); safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            self.engine.close()
+        finally:
+            if self.manager is not None:
+                self.manager.stop()
+            if self.forwarder is not None:
+                self.forwarder.close()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _ManagerEvents:
+    """Every engine record to the Manager: OOM kills and cgroup creation/deletion become
+    cAdvisor events, and a cgroup made or removed wakes discovery."""
+
+    def __init__(self, manager: Manager) -> None:
+        self.manager = manager
+
+    def write(self, record: dict) -> None:
+        self.manager.on_record(record)
+
+    def flush(self) -> None:
+        pass
+
+    def alive(self) -> bool:
+        return True

@@ -1,0 +1,40 @@
+"""cAdvisor's container events and the request that selects them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tracer.stats.model._json import json_field, json_time
+
+# --- events ----------------------------------------------------------------------------------
+
+EVENT_TYPES = ("oom", "oomKill", "containerCreation", "containerDeletion")
+
+
+@dataclass(slots=True)
+class OomKillEventData:
+    pid: int = json_field("pid")
+    process_name: str = json_field("process_name", "")
+
+
+@dataclass(slots=True)
+class EventData:
+    oom: OomKillEventData | None = json_field("oom", None, omitempty=True)
+
+
+@dataclass(slots=True)
+class Event:
+    container_name: str = json_field("container_name", "")
+    timestamp: float = json_time("timestamp")
+    event_type: str = json_field("event_type", "")
+    event_data: EventData = json_field("event_data", factory=EventData)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRequest:  # events.Request
+    start_time: float | None = None
+    end_time: float | None = None
+    event_types: frozenset[str] = frozenset(EVENT_TYPES)
+    max_events: int = 10  # the most recent N; <= 0: all
+    container_name: str = "/"
+    include_subcontainers: bool = False
