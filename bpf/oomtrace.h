@@ -9,7 +9,8 @@
 #define __OOMTRACE_H
 
 #define TASK_COMM_LEN 16
-#define CGROUP_PATH_LEN 512
+#define CGROUP_NAME_LEN 256      /* NAME_MAX + 1: a cgroup's own name is never cut */
+#define CGROUP_PATH_LEN 1024     /* the kernel's own TRACE_CGROUP_PATH_LEN: it cuts longer paths */
 
 enum event_type {
 	OT_EVENT_OOM_KILL = 1,
@@ -73,9 +74,14 @@ struct cgroup_event {
 	__s32 hierarchy;           /* hierarchy id; 0 is cgroup v2 */
 	__u64 ktime_ns;
 	__u64 id;                  /* cgroup id: the directory's inode number */
+	__u64 parent_id;           /* the parent cgroup's id (0: none) */
 	__s32 level;
 	__u32 path_len;            /* bytes of path read, without the NUL */
-	char path[CGROUP_PATH_LEN];
+	__u32 name_len;            /* bytes of name read, without the NUL */
+	__u32 pad;
+	char name[CGROUP_NAME_LEN];  /* the cgroup's own name (kernfs), whole */
+	char path[CGROUP_PATH_LEN];  /* the tracepoint's path, cut by the kernel past 1023 bytes; last
+	                              * member: a sample carries only path_len + 1 bytes of it */
 };
 
 /* Per (cgroup, kind) reclaim totals, kept in the kernel and read periodically. */

@@ -12,6 +12,7 @@ import msgpack
 import pytest
 
 from tests.kernel import oom_once
+from tracer.events.records import SCHEMA_VERSION
 
 pytestmark = pytest.mark.root
 MiB = 1 << 20
@@ -33,7 +34,7 @@ def _wait_start(proc: subprocess.Popen) -> bytes:
 def test_run_json_then_signal(cache_dir, sig):
     proc = _oomtrace("run", "-o", "json", "--cache-dir", str(cache_dir), "--type", "oom_kill")
     start = json.loads(_wait_start(proc))
-    assert start["type"] == "start" and start["schema"] == 2
+    assert start["type"] == "start" and start["schema"] == SCHEMA_VERSION
     cg, pid = oom_once("cli-json")
     time.sleep(0.5)
     proc.send_signal(sig)

@@ -101,3 +101,115 @@ def test_stamped_ids_are_unique_within_and_across_runs():
     ids = [a.stamp({"type": "x"})["id"] for _ in range(1000)] + [b.stamp({"type": "x"})["id"]]
     assert len(set(ids)) == 1001 and a.prefix != b.prefix
     assert a.stamp({"type": "x"})["node"] == "n1"
+
+
+# --- kernel strings: one rule, flagged; whole paths; why a path is unknown ---------------------------
+
+def _mkdir_event(cgroup_id: int, path: bytes, level: int, name: bytes | None = None, parent_id: int = 0,
+                 hierarchy: int = 4, kind: str = "OT_EVENT_CGROUP_MKDIR") -> bytes:
+    """A cgroup event as the kernel sends it: only as far as the path's NUL."""
+    name = path.rsplit(b"/", 1)[-1] if name is None else name
+    ev = L.structs["cgroup_event"](type=C[kind], hierarchy=hierarchy, id=cgroup_id, level=level,
+                                   parent_id=parent_id, path=path, path_len=len(path), name=name,
+                                   name_len=len(name))
+    return bytes(ev)[: L.structs["cgroup_event"].path.offset + len(path) + 1]
+
+
+def _strict(rec: dict) -> None:
+    import json
+
+    import msgpack
+
+    json.dumps(rec, ensure_ascii=False).encode("utf-8")
+    assert msgpack.unpackb(msgpack.packb(rec)) == rec
+
+
+def test_schema_version_names_the_new_fields():
+    from tracer.events.records import SCHEMA_VERSION
+
+    assert SCHEMA_VERSION == 3
+
+
+def test_strings_that_are_not_utf8_are_escaped_and_flagged(builder):
+    mk = builder.decode(_mkdir_event(501, b"/pod\xff/c\\x", level=2))
+    assert mk["cgroup"] == "/pod\\xff/c\\\\x" and mk["escaped"] == ["cgroup"]
+    rec = builder.decode(_oom(pid=1, tid=1, comm=b"a\xe2\x82b", trigger_comm=b"ok", cgroup_id=501,
+                              memory_hierarchy=4, trigger_cgroup_id=501))
+    assert rec["comm"] == "a\\xe2\\x82b" and rec["trigger_comm"] == "ok"
+    assert rec["cgroup"] == rec["trigger_cgroup"] == "/pod\\xff/c\\\\x"
+    assert rec["escaped"] == ["comm", "cgroup", "trigger_cgroup"]
+    _strict(rec)
+    _strict(mk)
+    plain = builder.decode(_oom(pid=1, tid=1, comm="é\\x".encode(), cgroup_id=100, memory_hierarchy=4))
+    assert plain["comm"] == "é\\x" and "escaped" not in plain  # valid UTF-8 stays as it is
+
+
+def test_a_short_cgroup_sample_decodes_and_a_cut_header_is_an_error(builder):
+    sample = _mkdir_event(600, b"/x", level=1)
+    assert len(sample) < ctypes.sizeof(L.structs["cgroup_event"])
+    assert builder.decode(sample)["cgroup"] == "/x"
+    assert "cannot decode" in builder.decode(sample[:40])["error"]
+
+
+def test_a_path_the_kernel_cut_is_rebuilt_from_the_parent_and_never_cached_cut(builder):
+    long = b"/" + b"a" * 255 + b"/" + b"b\xff" + b"b" * 253 + b"/" + b"c" * 255
+    builder.decode(_mkdir_event(700, long, level=3))  # whole (1,024 bytes would have been cut)
+    cut = (long + b"/" + b"d" * 255)[:1023]
+    names = [b"d" * 250 + b"%d" % i for i in range(5)]
+    recs = [builder.decode(_mkdir_event(710 + i, cut, level=4, name=n, parent_id=700)) for i, n in enumerate(names)]
+    assert [r["cgroup"] for r in recs] == [builder.resolver.path(4, 700) + "/" + n.decode() for n in names]
+    assert all("cgroup_truncated" not in r and r["escaped"] == ["cgroup"] for r in recs)
+    assert builder.resolver.path(4, 712) == recs[2]["cgroup"]
+    # Its rmdir, cut again: the cached whole path.
+    rm = builder.decode(_mkdir_event(712, cut, level=4, name=names[2], parent_id=999, kind="OT_EVENT_CGROUP_RMDIR"))
+    assert rm["cgroup"] == recs[2]["cgroup"] and rm["type"] == "cgroup_delete"
+    # An unknown parent: the cut path, said to be cut, and never cached (it names several cgroups).
+    lost = builder.decode(_mkdir_event(800, cut, level=4, name=b"e", parent_id=424242))
+    assert lost["cgroup"] == cut.decode("utf-8", "backslashreplace")  # no backslash in it to double
+    assert lost["cgroup_truncated"] is True
+    assert builder.resolver.lookup(4, 800) == (None, False, "truncated")
+    kill = builder.decode(_oom(pid=2, tid=2, cgroup_id=800, memory_hierarchy=4))
+    assert kill["cgroup"] is None and kill["cgroup_unknown"] == "truncated"
+
+
+def test_an_unknown_path_says_why():
+    hier = {4: Hierarchy(4, ("memory",), None), 9: Hierarchy(9, ("name=systemd",), None)}
+    resolver = CgroupResolver(hier, CgroupPaths(limit=2, primary={4, 0}), clock=lambda: 0.0)
+    b = RecordBuilder(L, resolver, Clock(offset_ns=0), memory_hierarchy=4, page_size=4096)
+    for i in range(3):  # three paths, two places: the first is evicted
+        b.decode(_mkdir_event(10 + i, b"/c%d" % i, level=1))
+    for i in range(50):  # churn elsewhere evicts nothing of the memory hierarchy
+        b.decode(_mkdir_event(1000 + i, b"/s%d" % i, level=1, hierarchy=9))
+    rec = b.decode(_oom(pid=3, tid=3, cgroup_id=10, memory_hierarchy=4, memcg_id=11, trigger_cgroup_id=77))
+    assert (rec["cgroup"], rec["cgroup_unknown"]) == (None, "evicted")
+    assert rec["memcg"] == "/c1" and "memcg_unknown" not in rec
+    assert (rec["trigger_cgroup"], rec["trigger_cgroup_unknown"]) == (None, "never seen")
+    assert resolver.paths.evictions() == {4: 1, 9: 49}
+    global_oom = b.decode(_oom(pid=3, tid=3, cgroup_id=12, memory_hierarchy=4))
+    assert global_oom["memcg"] is None and "memcg_unknown" not in global_oom  # no memcg: nothing unknown
+    no_id = b.decode(_oom(pid=3, tid=3, memory_hierarchy=4))
+    assert no_id["cgroup"] is None and no_id["cgroup_unknown"] == "no id"
+
+
+def test_old_kernel_proc_fallback_uses_the_same_rule(tmp_path, builder):
+    d = tmp_path / "321"
+    d.mkdir()
+    (d / "status").write_bytes(b"Name:\tw\\377\nTgid:\t320\nUid:\t0\t0\t0\t0\n")
+    (d / "comm").write_bytes(b"w\xff\n")
+    (d / "cgroup").write_bytes(b"4:memory:/p\xff\n")
+    builder.proc = tmp_path
+    rec = builder.decode(_oom(tid=321, memory_hierarchy=4))
+    assert (rec["comm"], rec["cgroup"], sorted(rec["escaped"])) == ("w\\xff", "/p\\xff", ["cgroup", "comm"])
+    assert "cgroup_unknown" not in rec
+    gone = builder.decode(_oom(tid=999, memory_hierarchy=4))
+    assert gone["cgroup"] is None and gone["cgroup_unknown"] == "no id"
+
+
+def test_strings_os_read_with_surrogate_escapes_come_under_the_same_rule():
+    import os
+
+    from tracer.events.records import escape_os_strings
+
+    rec = escape_os_strings({"type": "container_stats", "cgroup": os.fsdecode(b"/c\xff\\"), "x": "é", "n": 1})
+    assert rec == {"type": "container_stats", "cgroup": "/c\\xff\\\\", "x": "é", "n": 1, "escaped": ["cgroup"]}
+    _strict(rec)

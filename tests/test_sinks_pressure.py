@@ -64,3 +64,39 @@ def test_a_pipe_whose_reader_closed_is_not_alive():
         os.close(r)
         assert not reader_alive(stream)
     assert reader_alive(io.BytesIO())  # no descriptor: nothing to tell
+
+
+HOSTILE = "\x1b[31mred\nhog\r\t\x07\x9b\u202eevil\u2028"
+
+
+def test_text_output_escapes_control_characters_and_json_msgpack_keep_them():
+    rec = dict(REC, comm=HOSTILE, cgroup="/c\x1b]0;t\x07", escaped=["a\nb"], missing={"k": "\x1b"})
+    line = format_text(rec)
+    assert not any(c in line for c in "\x1b\n\r\t\x07\x9b\u202e\u2028")
+    assert "comm=\\x1b[31mred\\nhog\\r\\t\\x07\\x9b\\u202eevil\\u2028" in line
+    assert "cgroup=/c\\x1b]0;t\\x07" in line and "escaped=a\\nb" in line
+    spaced = format_text(dict(REC, comm="a \x1b b"))
+    assert "\x1b" not in spaced and 'comm="a \\u001b b"' in spaced
+    out = io.StringIO()
+    make_sink("json", out, io.BytesIO()).write(rec)
+    assert json.loads(out.getvalue())["comm"] == HOSTILE
+    buf = io.BytesIO()
+    make_sink("msgpack", io.StringIO(), buf).write(rec)
+    assert msgpack.unpackb(buf.getvalue())["comm"] == HOSTILE
+
+
+def test_tables_escape_every_cell():
+    from tracer.cli.tables import event_line, events_table
+
+    recs = [{"type": "oom_kill", "time": 1.0, "node": "n\x1b[2J", "cgroup": "/c\nx", "comm": HOSTILE, "pid": 1},
+            {"type": "cgroup_create", "time": 1.0, "cgroup": "/\x1b[1A", "k\x1b": "v\x07"}]
+    table = events_table(recs)
+    assert len(table.splitlines()) == 3
+    assert not any(c in table for c in "\x1b\r\t\x07\x9b\u202e\u2028")
+    assert "/c\\nx" in table and "n\\x1b[2J" in table and "k\\x1b=v\\x07" in table
+    oom = SimpleNamespace(pid=1, process_name="a\x1bb c")
+    event = SimpleNamespace(timestamp=1.0, event_type="oomKill", container_name="/x\ny",
+                            event_data=SimpleNamespace(oom=oom))
+    assert event_line(event).endswith("/x\\ny pid=1 process=a\\x1bb c")
+    # A name os read with surrogate escapes shows as its bytes, and prints on a UTF-8 terminal.
+    assert events_table([{"type": "container_stats", "cgroup": "/odd\udcff"}]).splitlines()[1].split()[3] == "/odd\\xff"

@@ -55,6 +55,7 @@ def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, p
     from tracer.agent import Agent, AgentConfig
     from tracer.events.engine import EngineConfig
     from tracer.forward.forwarder import ForwardConfig
+    from tracer.kernel.doctor import RUN_NEEDS
 
     outputs = [] if (forward and output is None) else [make_sink(output or "text", sys.stdout, sys.stdout.buffer)]
     forward_config = None if forward is None else ForwardConfig(
@@ -73,6 +74,8 @@ def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, p
         agent.close()
     if isinstance(agent.failure, OomtraceError):
         raise click.ClickException(str(agent.failure))
+    if isinstance(agent.failure, PermissionError):  # what Engine.start's check could not foresee
+        raise click.ClickException(f"{agent.failure}: oomtrace run needs {RUN_NEEDS}")
     if agent.failure is not None:
         raise agent.failure
 
@@ -82,12 +85,15 @@ def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, p
               show_default=True)
 def doctor(cache_dir: Path) -> None:
     """Print what this kernel offers and which probes `run` will use."""
-    from tracer.kernel.doctor import report
+    from tracer.kernel.doctor import DOCTOR_NEEDS, report, require_privileges
 
     try:
+        require_privileges("doctor")
         click.echo(report(cache_dir))
     except OomtraceError as e:
         raise click.ClickException(str(e)) from e
+    except PermissionError as e:  # what require_privileges could not foresee
+        raise click.ClickException(f"{e}: oomtrace doctor needs {DOCTOR_NEEDS}") from e
 
 
 def _add_commands() -> None:

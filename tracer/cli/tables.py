@@ -1,10 +1,13 @@
-"""Readable tables: stored records (oomtrace events) and the container Interface's views."""
+"""Readable tables: stored records (oomtrace events) and the container Interface's views.
+
+Every cell goes through printable(): a cgroup name, a comm or a stored record's key is
+untrusted text, and a terminal must show it, not act on it."""
 
 from __future__ import annotations
 
 import time
 
-from tracer.events.sinks import text_value
+from tracer.events.sinks import printable, text_value
 
 _OOM_FIELDS = ("pid", "comm", "constraint", "memcg", "anon_rss", "memcg_limit", "trigger_comm")
 _HIDDEN = {"type", "time", "ktime_ns", "id", "node", "cgroup", "tag"}
@@ -20,7 +23,7 @@ def events_table(records: list[dict]) -> str:
 
 def _details(record: dict) -> str:
     keys = _OOM_FIELDS if record.get("type") == "oom_kill" else [k for k in record if k not in _HIDDEN]
-    return " ".join(f"{k}={_size(record[k]) if k in _SIZES else text_value(record[k])}"
+    return " ".join(f"{printable(str(k))}={_size(record[k]) if k in _SIZES else text_value(record[k])}"
                     for k in keys if record.get(k) is not None)
 
 
@@ -43,6 +46,7 @@ def _when(stamp: object) -> str:
 # --- the container Interface's views ------------------------------------------------------------
 
 def _columns(rows: list[tuple[str, ...]]) -> str:
+    rows = [tuple(printable(c) for c in r) for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
@@ -66,7 +70,7 @@ def machine_table(info, version) -> str:
                               for n in info.network_devices) or "-"),
         ("filesystems", ", ".join(f"{f.device} {f.type} {_size(f.capacity)}" for f in info.filesystems) or "-"),
     ]
-    return "\n".join(f"{k:<12} {v}" for k, v in rows)
+    return "\n".join(printable(f"{k:<12} {v}") for k, v in rows)
 
 
 def containers_table(info: dict) -> str:
@@ -116,7 +120,7 @@ def stats_table(info, v2) -> str:
     if latest.network is not None:
         for i in latest.network.interfaces:
             lines.append(f"network      {i.name} rx {_size(i.rx_bytes)} tx {_size(i.tx_bytes)}")
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))
 
 
 def fs_table(info, walked) -> str:
@@ -127,10 +131,10 @@ def fs_table(info, walked) -> str:
     if walked is not None:
         lines.append(f"{walked.path:<12} {_size(walked.bytes)} in {walked.inodes} inodes "
                      f"(walked in {walked.seconds:.2f} s)")
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))
 
 
 def event_line(event) -> str:
     oom = event.event_data.oom
-    detail = f" pid={oom.pid} process={oom.process_name}" if oom is not None else ""
-    return f"{_when(event.timestamp)}  {event.event_type:<17} {event.container_name}{detail}"
+    detail = f" pid={oom.pid} process={printable(str(oom.process_name))}" if oom is not None else ""
+    return f"{_when(event.timestamp)}  {printable(event.event_type):<17} {printable(event.container_name)}{detail}"

@@ -18,21 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tracer import __version__, defaults
-from tracer.kernel import bpf_source
-from tracer.kernel import cgroupfs
-from tracer.kernel import headers
-from tracer.kernel import host
-from tracer.kernel import probes
 from tracer.events.pressure import PressureTracker
-from tracer.events.records import SCHEMA_VERSION, Clock, RecordBuilder, RecordStamper
+from tracer.events.records import SCHEMA_VERSION, Clock, RecordBuilder, RecordStamper, escape_os_strings
 from tracer.events.sinks import Sink
+from tracer.kernel import bpf_source, cgroupfs, doctor, headers, host, probes
+
 
 @dataclass(frozen=True)
 class EngineConfig:
     cache_dir: Path = defaults.CACHE_DIR
     pressure_interval: float = defaults.PRESSURE_INTERVAL  # seconds; 0 turns the reclaim probes off
     page_cnt: int = 256  # perf buffer pages per CPU
-    cgroup_cache_size: int = 65536
+    cgroup_cache_size: int = 65536  # paths per hierarchy for memory and unified; others get 1/8
     poll_ms: int = 100
     protect_from_oom: bool = True  # oom_score_adj -1000: the tracer must outlive the OOM
     node: str | None = None  # the node name in every record; None: the hostname
@@ -66,6 +63,7 @@ class Engine:
     def start(self) -> dict:
         """Load and attach the probes; write and return the start record."""
         t0 = time.monotonic()
+        doctor.require_privileges("run")  # one clear line, not a PermissionError deep inside
         if self.config.protect_from_oom:
             _set_oom_score_adj(-1000)
         facts = host.gather()
@@ -75,7 +73,9 @@ class Engine:
         layout = bpf_source.layout()
         memory = cgroupfs.memory_hierarchy(facts.hierarchies)
         memory_id = memory.id if memory else 0
-        resolver = cgroupfs.CgroupResolver(facts.hierarchies, cgroupfs.CgroupPaths(self.config.cgroup_cache_size))
+        # One bounded cache per hierarchy: churn elsewhere never evicts the memory paths.
+        paths = cgroupfs.CgroupPaths(self.config.cgroup_cache_size, primary={memory_id, 0})
+        resolver = cgroupfs.CgroupResolver(facts.hierarchies, paths)
         self._builder = RecordBuilder(layout, resolver, Clock.now(), memory_id)
         self._pressure = PressureTracker(resolver, memory_id, layout.names("OT_RECLAIM_"))
         self.probes.open_events(self._on_event, self._on_lost, self.config.page_cnt)
@@ -122,7 +122,7 @@ class Engine:
             self._flush_lost()
             for source in self.sources:
                 for record in source():
-                    self._emit(record)
+                    self._emit(escape_os_strings(record))  # cgroup names read by os, not the kernel
             now = time.monotonic()
             if next_pressure is not None and now >= next_pressure:
                 self.emit_pressure(interval)
@@ -139,6 +139,7 @@ class Engine:
         epoch = self.probes.bump_pressure_epoch() - 1
         records = self._pressure.records(self.probes.pressure(), epoch, interval, time.time())
         for rec in records:
+            self._builder.put_path(rec, "cgroup", self._pressure.hierarchy, rec["cgroup_id"])
             self._emit(rec)
         return records
 

@@ -1,20 +1,23 @@
 """Perf samples -> records: plain dicts with the schema documented in the README.
 
 Decoding uses the ctypes layouts parsed from bpf/oomtrace.h. cgroup ids become paths through
-the resolver; kernel timestamps (CLOCK_MONOTONIC) become wall-clock seconds.
+the resolver; kernel timestamps (CLOCK_MONOTONIC) become wall-clock seconds. Every string from
+the kernel (paths, comm) goes through cgroupfs.kernel_text(): valid UTF-8 as it is, otherwise
+escaped, and then the record's "escaped" lists the field.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tracer.kernel.bpf_source import Layout
-from tracer.kernel.cgroupfs import CgroupResolver
+from tracer.kernel.cgroupfs import CgroupResolver, kernel_text, unescape_kernel_text
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RECORD_TYPES = ("start", "oom_kill", "cgroup_create", "cgroup_delete", "memory_pressure", "container_stats",
                 "lost", "error", "forward_status")
 _TYPE = "OT_EVENT_"
@@ -48,6 +51,13 @@ class RecordBuilder:
         c = layout.constants
         self._oom_kill = layout.structs["oom_kill_event"]
         self._cgroup = layout.structs["cgroup_event"]
+        # A cgroup sample ends at its path's NUL: decode the fixed part, slice the strings.
+        cg = self._cgroup
+        self._cgroup_head = type("cgroup_event_head", (ctypes.Structure,),
+                                 {"_fields_": [f for f in cg._fields_ if f[0] not in ("name", "path")]})
+        self._cgroup_min = cg.path.offset
+        self._name_at, self._path_at = cg.name.offset, cg.path.offset
+        self._cgroup_cut = c["CGROUP_PATH_LEN"] - 1  # a path this long may have been cut
         self._decoders = {
             c[_TYPE + "OOM_KILL"]: self._oom_kill_record,
             c[_TYPE + "CGROUP_MKDIR"]: lambda raw: self._cgroup_record(raw, "cgroup_create"),
@@ -74,17 +84,19 @@ class RecordBuilder:
         hier = e.memory_hierarchy if e.memory_hierarchy >= 0 else self.memory_hierarchy
         # On cgroup v2 the victim's own (leaf) cgroup; on v1 its memory-controller cgroup.
         own_id, own_hier = (e.dfl_cgroup_id, 0) if hier == 0 else (e.cgroup_id, hier)
+        comm, comm_escaped = kernel_text(e.comm)  # a c_char array reads up to its first NUL
+        trigger_comm, trigger_escaped = kernel_text(e.trigger_comm)
         rec = {
             "type": "oom_kill",
             "time": self.clock.wall(e.ktime_ns),
             "ktime_ns": e.ktime_ns,
             "pid": e.pid,
             "tid": e.tid,
-            "comm": _text(e.comm),
+            "comm": comm,
             "uid": e.uid,
-            "cgroup": self.resolver.path(own_hier, own_id),
+            "cgroup": None,
             "cgroup_id": own_id,
-            "memcg": self.resolver.path(hier, e.memcg_id),
+            "memcg": None,
             "memcg_id": e.memcg_id,
             "constraint": self._constraints.get(e.constraint, str(e.constraint)),
             "context": self._contexts.get(e.context, "none"),
@@ -102,46 +114,140 @@ class RecordBuilder:
             "gfp_mask": e.gfp_mask if kprobe else None,
             "trigger_pid": e.trigger_pid,
             "trigger_tid": e.trigger_tid,
-            "trigger_comm": _text(e.trigger_comm),
-            "trigger_cgroup": self.resolver.path(hier, e.trigger_cgroup_id),
+            "trigger_comm": trigger_comm,
+            "trigger_cgroup": None,
         }
+        if comm_escaped:
+            _escaped(rec, "comm")
+        if trigger_escaped:
+            _escaped(rec, "trigger_comm")
+        self.put_path(rec, "cgroup", own_hier, own_id)
+        self.put_path(rec, "memcg", hier, e.memcg_id)
+        self.put_path(rec, "trigger_cgroup", hier, e.trigger_cgroup_id)
         if not e.pid and e.tid:  # old mark_victim: only the tid came from the kernel
             self._fill_from_proc(rec, own_hier)
+        elif not own_id:
+            rec["cgroup_unknown"] = NO_ID
         return rec
+
+    def put_path(self, rec: dict, field: str, hierarchy: int, cgroup_id: int) -> None:
+        """REC[FIELD] = the path of (HIERARCHY, CGROUP_ID); when it is escaped FIELD joins
+        rec["escaped"], and when it is unknown rec[FIELD + "_unknown"] says why."""
+        path, escaped, why = self.resolver.lookup(hierarchy, cgroup_id)
+        rec[field] = path
+        if escaped:
+            _escaped(rec, field)
+        if why is not None:
+            rec[field + "_unknown"] = why
 
     def _fill_from_proc(self, rec: dict, hierarchy: int) -> None:
         """Best effort for kernels whose mark_victim gives only a tid: /proc, if still there."""
         base = self.proc / str(rec["tid"])
         try:
-            status = dict(line.split(":\t", 1) for line in (base / "status").read_text().splitlines()
-                          if ":\t" in line)
-            rec["pid"] = int(status["Tgid"])
-            rec["comm"] = status["Name"].strip()
-            rec["uid"] = int(status["Uid"].split()[0])
-            for line in (base / "cgroup").read_text().splitlines():
-                hid, _, rest = line.partition(":")
+            status = dict(line.split(b":\t", 1) for line in (base / "status").read_bytes().splitlines()
+                          if b":\t" in line)
+            rec["pid"] = int(status[b"Tgid"])
+            rec["uid"] = int(status[b"Uid"].split()[0])
+            try:  # comm as the kernel holds it (status escapes some bytes its own way)
+                name = (base / "comm").read_bytes().rstrip(b"\n")
+            except OSError:
+                name = status[b"Name"].strip()
+            rec["comm"], escaped = kernel_text(name)
+            if escaped:
+                _escaped(rec, "comm")
+            for line in (base / "cgroup").read_bytes().splitlines():
+                hid, _, rest = line.partition(b":")
                 if hid.isdigit() and int(hid) == hierarchy:
-                    rec["cgroup"] = rest.partition(":")[2]
+                    rec["cgroup"], escaped = kernel_text(rest.partition(b":")[2])
+                    rec.pop("cgroup_unknown", None)
+                    if escaped:
+                        _escaped(rec, "cgroup")
         except (OSError, KeyError, ValueError):
             rec["comm"] = rec["comm"] or None
+        if rec["cgroup"] is None:
+            rec["cgroup_unknown"] = rec.get("cgroup_unknown") or NO_ID
 
     def _cgroup_record(self, raw: bytes, kind: str) -> dict:
-        e = self._cgroup.from_buffer_copy(raw)
-        path = bytes(e.path[: e.path_len]).decode("utf-8", "replace")
-        self.resolver.seen(e.hierarchy, e.id, path)
-        return {
+        if len(raw) < self._cgroup_min:
+            raise ValueError(f"{len(raw)} bytes, the layout needs at least {self._cgroup_min}")
+        e = self._cgroup_head.from_buffer_copy(raw)
+        hier = e.hierarchy
+        rec = {
             "type": kind,
             "time": self.clock.wall(e.ktime_ns),
             "ktime_ns": e.ktime_ns,
-            "cgroup": path,
+            "cgroup": None,
             "cgroup_id": e.id,
-            "hierarchy": self.resolver.name(e.hierarchy),
+            "hierarchy": self.resolver.name(hier),
             "level": e.level,
         }
+        path_at, name_at = self._path_at, self._name_at
+        raw_path = raw[path_at: path_at + min(e.path_len, self._cgroup_cut + 1)].split(b"\0", 1)[0]
+        name = raw[name_at: name_at + min(e.name_len, path_at - name_at)].split(b"\0", 1)[0]
+        if _whole(raw_path, name, e.level, self._cgroup_cut):
+            path, escaped = kernel_text(raw_path)
+        else:  # cut by the kernel (past 1,023 bytes): rebuilt from what is known
+            path, escaped = self._whole_path(hier, e.id, e.parent_id, name, kind == "cgroup_delete")
+            if path is None:
+                path, escaped = kernel_text(raw_path)
+                rec["cgroup_truncated"] = True
+                self.resolver.paths.truncated(hier, e.id)
+        rec["cgroup"] = path
+        if escaped:
+            rec["escaped"] = ["cgroup"]
+        if "cgroup_truncated" not in rec:
+            self.resolver.seen(hier, e.id, path, escaped)
+        return rec
+
+    def _whole_path(self, hierarchy: int, cgroup_id: int, parent_id: int, name: bytes,
+                    removed: bool) -> tuple[str | None, bool]:
+        """The whole path of a cgroup whose event carried a cut one: its own path if a walk or
+        an earlier event gave it (a removed cgroup), else its parent's path and its name."""
+        if removed:
+            path, escaped, _ = self.resolver.lookup(hierarchy, cgroup_id)
+            if path is not None:
+                return path, escaped
+        parent, escaped, _ = self.resolver.lookup(hierarchy, parent_id)
+        if parent is None or not name:
+            return None, False
+        whole = unescape_kernel_text(parent, escaped).rstrip(b"/") + b"/" + name
+        return kernel_text(whole)
 
 
-def _text(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+NO_ID = "no id"  # the kernel gave no cgroup id (pre-6.9 mark_victim, the victim gone from /proc)
+
+
+def _whole(path: bytes, name: bytes, level: int, cut: int) -> bool:
+    """Whether the tracepoint's PATH is the cgroup's whole path: one "/" per level and its own
+    NAME last (a path the kernel cut short lacks a "/" or ends inside a name). Without the name
+    (it could not be read) only a path shorter than CUT bytes is known to be whole."""
+    if not name:
+        return len(path) < cut and (path.count(b"/") == level or not level)
+    return path.count(b"/") == level and path.endswith(b"/" + name)
+
+
+def escape_os_strings(record: dict) -> dict:
+    """RECORD with every string that came from the OS with surrogate escapes (os.listdir of a
+    cgroup named with a byte that is not UTF-8, as the container Manager reads them) put under
+    the one rule: kernel_text() of its bytes, and the field listed in "escaped". For records not
+    built here (container_stats); a string that is valid UTF-8 is left as it is."""
+    for key, value in list(record.items()):
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                record[key], escaped = kernel_text(value.encode("utf-8", "surrogateescape"))
+                if escaped:
+                    _escaped(record, key)
+    return record
+
+
+def _escaped(rec: dict, field: str) -> None:
+    escaped = rec.get("escaped")
+    if escaped is None:
+        rec["escaped"] = [field]
+    elif field not in escaped:
+        escaped.append(field)
 
 
 class RecordStamper:

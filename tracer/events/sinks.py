@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import time
 from collections.abc import Callable
@@ -15,6 +16,11 @@ from tracer.events.records import RecordFilter
 
 FORMATS = ("text", "json", "msgpack")
 _TEXT_SKIP = {"type", "time", "ktime_ns", "id", "node"}
+# What a terminal would act on rather than show: C0 and C1 controls, DEL, and the Unicode
+# line separators and bidirectional overrides that reorder what follows them.
+# Lone surrogates (a name os read with surrogate escapes) show as the bytes they stand for.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 class Sink(Protocol):
@@ -102,18 +108,42 @@ def format_text(record: dict) -> str:
     stamp = record.get("time")
     when = (time.strftime("%H:%M:%S", time.localtime(stamp)) + f".{int(stamp * 1000) % 1000:03d}"
             if isinstance(stamp, (int, float)) else "--:--:--.---")
-    fields = " ".join(f"{k}={text_value(v)}" for k, v in record.items()
+    fields = " ".join(f"{k}={_text_value(v)}" for k, v in record.items()
                       if k not in _TEXT_SKIP and v is not None)
-    return f"{when} {record.get('type', '?'):<15} {fields}"
+    return printable(f"{when} {record.get('type', '?'):<15} {fields}")  # one pass over the line
 
 
 def text_value(value: object) -> str:
+    """A value as human output shows it: never a character a terminal would act on."""
+    return printable(_text_value(value))
+
+
+def _text_value(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
     if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(value, separators=(",", ":"))  # ASCII: controls come out as \\uXXXX
     text = str(value)
     return json.dumps(text) if (" " in text or not text) else text
+
+
+def printable(text: str) -> str:
+    """TEXT with control characters escaped (\\n, \\t, \\r, \\xNN, \\uNNNN), and a lone surrogate
+    (a name os read with surrogate escapes) as the byte it stands for (\\xNN); for human output
+    only: JSON and msgpack keep the real string. A cgroup name or a task's comm is whatever its
+    owner chose, and must not move the cursor, recolour or rewrite a terminal."""
+    if text.isprintable() or _UNPRINTABLE.search(text) is None:  # the first: a fast C pass
+        return text
+    return _UNPRINTABLE.sub(_escape_control, text)
+
+
+def _escape_control(m: re.Match[str]) -> str:
+    c = m.group()
+    if c in _NAMED:
+        return _NAMED[c]
+    if "\udc80" <= c <= "\udcff":
+        return f"\\x{ord(c) - 0xdc00:02x}"
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
 
 
 def make_sink(fmt: str, text_stream: IO[str], binary_stream: IO[bytes]) -> Sink:

@@ -2,11 +2,15 @@
 
 A cgroup's id (kernfs node id) is its directory's inode number, so the cache is filled by a
 walk of each hierarchy and then kept current by the cgroup_mkdir/rmdir events.
+
+Text from the kernel (cgroup names and paths, task names) is bytes, not always UTF-8: it
+becomes a string by one rule, kernel_text(), wherever it comes from (a walk, an event, /proc).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +20,36 @@ from pathlib import Path
 from tracer.kernel.mountinfo import parse_mountinfo
 
 DEFAULT_PROC = Path("/proc")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_ESCAPE = re.compile(r"\\(?:x([0-9a-f]{2})|\\)")
+
+
+def kernel_text(raw: bytes) -> tuple[str, bool]:
+    """The one rule for text from the kernel: (string, escaped).
+
+    Valid UTF-8 is taken as it is (escaped False). Otherwise every byte that is not part of a
+    valid UTF-8 sequence becomes the four characters \\xNN (lower-case hex) and a backslash
+    becomes \\\\ (escaped True), so the string is valid UTF-8 for every sink (JSON, msgpack,
+    a terminal) and unescape_kernel_text() gives the kernel's bytes back.
+    """
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace"), True
+
+
+def unescape_kernel_text(text: str, escaped: bool = True) -> bytes:
+    """The kernel's bytes behind a string kernel_text() made."""
+    if not escaped:
+        return text.encode("utf-8")
+    parts = []
+    pos = 0
+    for m in _ESCAPE.finditer(text):
+        parts.append(text[pos:m.start()].encode("utf-8"))
+        parts.append(bytes([int(m.group(1), 16)]) if m.group(1) else b"\\")
+        pos = m.end()
+    parts.append(text[pos:].encode("utf-8"))
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -43,8 +77,8 @@ def read_hierarchies(proc: Path = DEFAULT_PROC) -> dict[int, Hierarchy]:
     the v2 hierarchy (id 0) lists the controllers its root's cgroup.controllers enables.
     """
     ids: dict[int, list[str]] = {}
-    try:
-        lines = (proc / "self" / "cgroup").read_text().splitlines()
+    try:  # a path that is not UTF-8 keeps its bytes (surrogate escapes), as os functions want
+        lines = os.fsdecode((proc / "self" / "cgroup").read_bytes()).splitlines()
     except OSError:
         lines = []
     for line in lines:
@@ -65,8 +99,8 @@ def read_hierarchies(proc: Path = DEFAULT_PROC) -> dict[int, Hierarchy]:
 def _cgroup_mounts(proc: Path) -> dict[object, tuple[str, str]]:
     """cgroup mounts keyed by "cgroup2" or by the frozenset of v1 controllers they carry."""
     mounts: dict[object, tuple[str, str]] = {}
-    try:
-        text = (proc / "self" / "mountinfo").read_text()
+    try:  # one mount point that is not UTF-8 must not stop the reading of the others
+        text = os.fsdecode((proc / "self" / "mountinfo").read_bytes())
     except OSError:
         return mounts
     for m in parse_mountinfo(text):
@@ -111,47 +145,163 @@ def cgroup_dirs(mount: str, top: str = "/") -> Iterator[tuple[str, str]]:
 
 def walk(hierarchy: Hierarchy) -> dict[int, str]:
     """id -> path (relative to the hierarchy root, starting with /) of every cgroup in it."""
+    return {cgroup_id: path for cgroup_id, (path, _) in walk_entries(hierarchy).items()}
+
+
+def walk_entries(hierarchy: Hierarchy) -> dict[int, tuple[str, bool]]:
+    """id -> (path, escaped) of every cgroup in a hierarchy, the path made by kernel_text() from
+    the directory names' bytes: the same string a cgroup_mkdir event gives.
+
+    Directories are opened relative to their parent's descriptor, so a path longer than
+    PATH_MAX (4,096 bytes: 17 levels of 255-byte names) is walked like any other.
+    """
     if not hierarchy.mount:
         return {}
-    prefix = "" if hierarchy.root == "/" else hierarchy.root.rstrip("/")
-    found: dict[int, str] = {}
-    for directory, path in cgroup_dirs(hierarchy.mount, prefix or "/"):
-        try:
-            found[os.stat(directory).st_ino] = path
-        except OSError:  # removed while we walked: it will show up as an rmdir event
-            continue
+    top = b"" if hierarchy.root == "/" else os.fsencode(hierarchy.root.rstrip("/"))
+    found: dict[int, tuple[str, bool]] = {}
+    try:
+        root = os.open(hierarchy.mount, _DIR_FLAGS)
+    except OSError:
+        return found
+    stack: list[tuple[int, bytes, Iterator[tuple[bytes, int]]]] = []
+    try:
+        found[os.fstat(root).st_ino] = kernel_text(top or b"/")
+        stack.append((root, top, iter(_subdirs(root))))
+        while stack:
+            fd, prefix, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                os.close(fd)
+                continue
+            name, ino = child
+            path = prefix + b"/" + name
+            found[ino] = kernel_text(path)
+            try:
+                sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError:  # removed while we walked: it will show up as an rmdir event
+                continue
+            stack.append((sub, path, iter(_subdirs(sub))))
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)
     return found
 
 
-class CgroupPaths:
-    """Bounded (hierarchy, id) -> path map; removed cgroups stay until evicted (LRU)."""
+def _subdirs(fd: int) -> list[tuple[bytes, int]]:
+    """(name, inode) of the directories in the directory open as FD."""
+    try:
+        with os.scandir(fd) as it:
+            return [(os.fsencode(e.name), e.inode()) for e in it if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
 
-    def __init__(self, limit: int = 65536) -> None:
+
+# Why a cgroup id has no path (the *_unknown fields of a record).
+EVICTED = "evicted"  # known once, dropped by its hierarchy's bounded cache, and no longer on disk
+NEVER_SEEN = "never seen"  # no walk or mkdir event gave this id, and a rescan did not find it
+FORGOTTEN = "evicted or never seen"  # as NEVER_SEEN, but the cache forgot some ids it evicted
+TRUNCATED = "truncated"  # only a path cut by the kernel was seen, and it is never cached
+
+
+class _Lru:
+    """One hierarchy's bounded id -> (path, escaped) map, and why ids it lost are gone."""
+
+    __slots__ = ("limit", "paths", "gone", "evictions", "forgot")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.paths: OrderedDict[int, tuple[str, bool]] = OrderedDict()
+        self.gone: OrderedDict[int, str] = OrderedDict()  # id -> EVICTED or TRUNCATED, bounded too
+        self.evictions = 0
+        self.forgot = False
+
+    def add(self, cgroup_id: int, entry: tuple[str, bool]) -> None:
+        paths = self.paths
+        paths[cgroup_id] = entry
+        paths.move_to_end(cgroup_id)
+        if self.gone:
+            self.gone.pop(cgroup_id, None)
+        while len(paths) > self.limit:
+            old, _ = paths.popitem(last=False)
+            self.evictions += 1
+            self.mark(old, EVICTED)
+
+    def mark(self, cgroup_id: int, why: str) -> None:
+        self.gone[cgroup_id] = why
+        self.gone.move_to_end(cgroup_id)
+        while len(self.gone) > self.limit:
+            self.gone.popitem(last=False)
+            self.forgot = True
+
+
+class CgroupPaths:
+    """(hierarchy, id) -> path: one bounded LRU per hierarchy, so churn in one hierarchy (70,000
+    cgroups in name=systemd) never evicts another's paths; removed cgroups stay until evicted.
+
+    PRIMARY hierarchies (the memory controller's and the unified one: the paths of OOM kills)
+    hold up to LIMIT paths each; every other hierarchy, whose events carry their own paths and
+    need the cache only to rebuild long ones, up to OTHER_LIMIT (default LIMIT // 8). With no
+    PRIMARY, every hierarchy holds LIMIT. Evictions are counted per hierarchy (evictions()).
+    """
+
+    def __init__(self, limit: int = 65536, primary: Iterable[int] | None = None,
+                 other_limit: int | None = None) -> None:
         self.limit = limit
-        self._paths: OrderedDict[tuple[int, int], str] = OrderedDict()
+        self.primary = None if primary is None else frozenset(primary)
+        self.other_limit = other_limit if other_limit is not None else max(1, limit // 8)
+        self._caches: dict[int, _Lru] = {}
 
     def __len__(self) -> int:
-        return len(self._paths)
+        return sum(len(c.paths) for c in self._caches.values())
 
-    def add(self, hierarchy: int, cgroup_id: int, path: str) -> None:
-        key = (hierarchy, cgroup_id)
-        self._paths[key] = path
-        self._paths.move_to_end(key)
-        while len(self._paths) > self.limit:
-            self._paths.popitem(last=False)
+    def _cache(self, hierarchy: int) -> _Lru:
+        cache = self._caches.get(hierarchy)
+        if cache is None:
+            primary = self.primary is None or hierarchy in self.primary
+            cache = self._caches[hierarchy] = _Lru(self.limit if primary else self.other_limit)
+        return cache
+
+    def add(self, hierarchy: int, cgroup_id: int, path: str, escaped: bool = False) -> None:
+        self._cache(hierarchy).add(cgroup_id, (path, escaped))
 
     def get(self, hierarchy: int, cgroup_id: int) -> str | None:
-        key = (hierarchy, cgroup_id)
-        path = self._paths.get(key)
-        if path is not None:
-            self._paths.move_to_end(key)
-        return path
+        entry = self.entry(hierarchy, cgroup_id)
+        return entry[0] if entry is not None else None
+
+    def entry(self, hierarchy: int, cgroup_id: int) -> tuple[str, bool] | None:
+        """(path, escaped), or None; a hit becomes the most recently used."""
+        cache = self._caches.get(hierarchy)
+        if cache is None:
+            return None
+        entry = cache.paths.get(cgroup_id)
+        if entry is not None:
+            cache.paths.move_to_end(cgroup_id)
+        return entry
+
+    def truncated(self, hierarchy: int, cgroup_id: int) -> None:
+        """Only a cut path was seen for this id: it is not cached (it may name other cgroups
+        too), but a lookup can say why the path is unknown."""
+        cache = self._cache(hierarchy)
+        if cgroup_id not in cache.paths:
+            cache.mark(cgroup_id, TRUNCATED)
+
+    def why_unknown(self, hierarchy: int, cgroup_id: int) -> str:
+        cache = self._caches.get(hierarchy)
+        if cache is None:
+            return NEVER_SEEN
+        return cache.gone.get(cgroup_id) or (FORGOTTEN if cache.forgot else NEVER_SEEN)
+
+    def evictions(self) -> dict[int, int]:
+        """Paths each hierarchy's cache has evicted since it was made."""
+        return {hid: c.evictions for hid, c in self._caches.items()}
 
     def fill(self, hierarchy: Hierarchy) -> int:
         """Add every cgroup of a hierarchy found by walking it; returns how many."""
-        found = walk(hierarchy)
-        for cgroup_id, path in found.items():
-            self.add(hierarchy.id, cgroup_id, path)
+        found = walk_entries(hierarchy)
+        cache = self._cache(hierarchy.id)
+        for cgroup_id, entry in found.items():
+            cache.add(cgroup_id, entry)
         return len(found)
 
 
@@ -170,17 +320,24 @@ class CgroupResolver:
     def fill(self, hierarchy_ids: Iterable[int]) -> int:
         return sum(self._scan(hid) for hid in hierarchy_ids)
 
-    def seen(self, hierarchy: int, cgroup_id: int, path: str) -> None:
-        self.paths.add(hierarchy, cgroup_id, path)
+    def seen(self, hierarchy: int, cgroup_id: int, path: str, escaped: bool = False) -> None:
+        self.paths.add(hierarchy, cgroup_id, path, escaped)
 
     def path(self, hierarchy: int, cgroup_id: int) -> str | None:
+        return self.lookup(hierarchy, cgroup_id)[0]
+
+    def lookup(self, hierarchy: int, cgroup_id: int) -> tuple[str | None, bool, str | None]:
+        """(path, escaped, None), or (None, False, why) when the path is unknown; id 0 (no
+        cgroup) gives (None, False, None)."""
         if not cgroup_id:
-            return None
-        found = self.paths.get(hierarchy, cgroup_id)
-        if found is None and self._clock() - self._scanned.get(hierarchy, -1e9) > self.RESCAN_SECONDS:
+            return None, False, None
+        entry = self.paths.entry(hierarchy, cgroup_id)
+        if entry is None and self._clock() - self._scanned.get(hierarchy, -1e9) > self.RESCAN_SECONDS:
             self._scan(hierarchy)
-            found = self.paths.get(hierarchy, cgroup_id)
-        return found
+            entry = self.paths.entry(hierarchy, cgroup_id)
+        if entry is None:
+            return None, False, self.paths.why_unknown(hierarchy, cgroup_id)
+        return entry[0], entry[1], None
 
     def name(self, hierarchy: int) -> str:
         h = self.hierarchies.get(hierarchy)

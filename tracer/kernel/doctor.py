@@ -2,11 +2,73 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from tracer.kernel import cgroupfs
-from tracer.kernel import headers
-from tracer.kernel import host, probes
+from tracer.errors import OomtraceError
+from tracer.kernel import cgroupfs, headers, host, probes
+
+# Capability bits (linux/capability.h) this code needs without root.
+_CAP_BITS = {"CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38,
+             "CAP_BPF": 39}
+RUN_NEEDS = ("root, or CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN before Linux 5.8) to load and attach its "
+             "BPF programs and CAP_DAC_READ_SEARCH to read tracefs, with a --cache-dir it can write")
+DOCTOR_NEEDS = "root, or CAP_DAC_READ_SEARCH to read tracefs"
+
+
+class NotPrivileged(OomtraceError):
+    """The process lacks what a command needs from the kernel."""
+
+
+def require_privileges(command: str, status: Path = Path("/proc/self/status"),
+                       cap_last_cap: Path = Path("/proc/sys/kernel/cap_last_cap")) -> None:
+    """Raise NotPrivileged, with one line saying what COMMAND ("run" or "doctor") needs, when
+    the effective capabilities lack it. Root normally has them all; a root without them
+    (a container's) gets the same line."""
+    caps = _effective_caps(status)
+    if caps is None:
+        return  # no /proc to tell: let the command try
+    have = {name for name, bit in _CAP_BITS.items() if caps >> bit & 1}
+    missing = [] if have & {"CAP_DAC_READ_SEARCH", "CAP_DAC_OVERRIDE"} or _tracefs_readable() else \
+        ["CAP_DAC_READ_SEARCH"]
+    if command == "run":
+        if "CAP_SYS_ADMIN" not in have:
+            if _last_cap(cap_last_cap) >= _CAP_BITS["CAP_BPF"]:
+                missing = [c for c in ("CAP_BPF", "CAP_PERFMON") if c not in have] + missing
+            else:  # before 5.8 the kernel knows no CAP_BPF or CAP_PERFMON
+                missing = ["CAP_SYS_ADMIN"] + missing
+    if missing:
+        needs = RUN_NEEDS if command == "run" else DOCTOR_NEEDS
+        raise NotPrivileged(f"oomtrace {command} needs {needs}; this process lacks {', '.join(missing)}")
+
+
+def _effective_caps(status: Path) -> int | None:
+    try:
+        for line in status.read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _last_cap(path: Path) -> int:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return 40  # CAP_LAST_CAP of 5.9+
+
+
+def _tracefs_readable() -> bool:
+    """Whether tracefs's event directories are readable as things are (some hosts open them up)."""
+    for path in host.TRACEFS_CANDIDATES:
+        try:
+            os.listdir(path / "events" / "oom")
+            return True
+        except OSError:
+            continue
+    return False
+
 
 def report(cache_dir: Path) -> str:
     facts = host.gather(mount_tracefs=True)

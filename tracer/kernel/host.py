@@ -8,8 +8,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tracer.kernel import cgroupfs
-from tracer.kernel import symbols
+from tracer.kernel import cgroupfs, symbols
 
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 KPROBE_PMU = Path("/sys/bus/event_source/devices/kprobe/type")

@@ -10,14 +10,13 @@ import ctypes
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
 from pathlib import Path
 
-from tracer.kernel import bpf_source
-from tracer.kernel import headers
 from tracer.errors import ProbeError
+from tracer.kernel import bpf_source, headers
 from tracer.kernel.headers import HeaderSource
 from tracer.kernel.host import HostFacts
+
 
 @dataclass(frozen=True)
 class Tracepoint:
@@ -166,7 +165,7 @@ def _attach_required(probes: Probes, name: str, attach: Callable[[], object]) ->
 def _attach_optional(probes: Probes, name: str, attach: Callable[[], object]) -> bool:
     try:
         attach()
-    except Exception as e:  # BCC raises bare Exception for attach failures
+    except Exception as e:  # noqa: BLE001 - BCC raises bare Exception for attach failures
         probes.missing[name] = str(e) or type(e).__name__
         return False
     probes.attached.append(name)
