@@ -29,10 +29,10 @@ import msgpack
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tracer.forward import wire  # noqa: E402
 from tracer.collect import store  # noqa: E402
-from tracer.forward.forwarder import ForwardConfig, ForwardSink  # noqa: E402
 from tracer.events.records import RecordStamper  # noqa: E402
+from tracer.forward import wire  # noqa: E402
+from tracer.forward.forwarder import ForwardConfig, ForwardSink  # noqa: E402
 
 
 def records(n: int) -> list[dict]:
@@ -65,21 +65,21 @@ def frames(recs: list[dict], per_chunk: int = 1000) -> list[bytes]:
 
 
 def ingest(frame_list: list[bytes], db_path: Path) -> float:
-    db = store.Store(db_path, "full")
-    up = wire.unpacker()
-    t0 = time.process_time()
-    for data in frame_list:
-        up.feed(data)
-        for frame in wire.frames(up):
-            db.add(store.rows(wire.decode(frame), time.time()))
-    cpu = time.process_time() - t0
-    db.close()
-    return cpu
+    with store.Store(db_path, "full") as db:
+        up = wire.unpacker()
+        t0 = time.process_time()
+        for data in frame_list:
+            up.feed(data)
+            for frame in wire.frames(up):
+                db.add(store.rows(wire.decode(frame), time.time()))
+        return time.process_time() - t0
 
 
 def prebuilt_rows(frame_list: list[bytes]) -> list[list[tuple]]:
-    """The same rows, made before the SQLite baseline's clock starts."""
-    return [store.rows(wire.decode(msgpack.unpackb(data, raw=False, ext_hook=wire._ext)), time.time())
+    """The same rows, made before the SQLite baseline's clock starts, as the plain tuples that
+    Store.add binds."""
+    return [list(map(tuple, store.rows(wire.decode(msgpack.unpackb(data, raw=False, ext_hook=wire._ext)),
+                                       time.time())))
             for data in frame_list]
 
 
@@ -95,15 +95,13 @@ def msgpack_floor(frame_list: list[bytes]) -> float:
 
 
 def sqlite_floor(batches: list[list[tuple]], db_path: Path) -> float:
-    db = store.Store(db_path, "full")
-    t0 = time.process_time()
-    for rows in batches:
-        db.db.execute("BEGIN")
-        db.db.executemany(store._INSERT, rows)
-        db.db.execute("COMMIT")
-    cpu = time.process_time() - t0
-    db.close()
-    return cpu
+    with store.Store(db_path, "full") as db:
+        t0 = time.process_time()
+        for rows in batches:
+            db.db.execute("BEGIN")
+            db.db.executemany(store._INSERT, rows)
+            db.db.execute("COMMIT")
+        return time.process_time() - t0
 
 
 def cpu_seconds(pid: int) -> float:

@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import msgpack
 
@@ -50,7 +51,7 @@ class RunningCollector:
         return self.collector.metrics
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.collector.close(), self.loop).result(10)
+        asyncio.run_coroutine_threadsafe(self.collector.aclose(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
@@ -67,14 +68,22 @@ def make_records(n: int, node: str = "node-a", kind: str = "memory_pressure", pr
                            "seq": i}) for i in range(n)]
 
 
-def stored(db: Path) -> list[tuple]:
+class Stored(NamedTuple):
+    id: str
+    node: str | None
+    type: str | None
+    cgroup: str | None
+    record: dict
+
+
+def stored(db: Path) -> list[Stored]:
     """(id, node, type, cgroup, record) of every stored row."""
     with sqlite3.connect(db) as conn:
         try:
             rows = conn.execute("SELECT id, node, type, cgroup, body FROM records ORDER BY time").fetchall()
         except sqlite3.OperationalError:  # the collector has created the file, not yet the table
             return []
-    return [(i, n, t, c, msgpack.unpackb(b, raw=False, strict_map_key=False)[1]) for i, n, t, c, b in rows]
+    return [Stored(i, n, t, c, msgpack.unpackb(b, raw=False, strict_map_key=False)[1]) for i, n, t, c, b in rows]
 
 
 def wait_until(predicate, timeout: float = 15.0, what: str = "condition"):

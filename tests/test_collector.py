@@ -1,12 +1,22 @@
 """Agent → collector over real sockets: acks after commit, exactly once, spool, security,
-bad input, a real peer client (fluent-logger), stdin and the events query."""
+bad input, a real peer client (fluent-logger), stdin and the events query, closing.
+
+`oomtrace collect` (stdin) and `oomtrace events --db` run in this process, by click's
+CliRunner; a collector that must be SIGKILLed, or a reader that must be another user, is a
+real process."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import shutil
 import socket
+import sqlite3
 import ssl
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -16,15 +26,17 @@ from pathlib import Path
 import msgpack
 import pytest
 import trustme
+from click.testing import CliRunner
 from fluent import sender
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.collecting import (OOMTRACE, CollectorProcess, RunningCollector, config, make_records, stored,
-                              wait_until)
+from tests.collecting import CollectorProcess, RunningCollector, config, make_records, stored, wait_until
+from tracer.cli import main
+from tracer.collect.collector import Collector
+from tracer.collect.metrics import Metrics
 from tracer.forward import wire
 from tracer.forward.forwarder import ForwardConfig, ForwardSink
-from tracer.collect.metrics import Metrics
 from tracer.forward.spool import Chunk, Spool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -316,9 +328,26 @@ def test_collector_sigkill_and_restart_loses_nothing_and_duplicates_nothing(tmp_
     assert set(ids) == {r["id"] for r in records}
 
 
+def _oomtrace(args: list[str], stdin: Path | None = None, text: bool = False) -> subprocess.CompletedProcess:
+    """`oomtrace ARGS` by CliRunner, its outcome shaped like subprocess.run's. STDIN is a file,
+    so that sys.stdin.buffer has a file descriptor, as it has in a pipe. An exception that the
+    command did not turn into an exit status (a traceback, in a process) is raised here."""
+    if stdin is None:
+        result = CliRunner().invoke(main, args)
+    else:
+        with stdin.open("rb") as f:
+            result = CliRunner().invoke(main, args, input=f)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    if text:
+        return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout_bytes, result.stderr_bytes)
+
+
 def _collect_stdin(db: Path, data: bytes) -> subprocess.CompletedProcess:
-    return subprocess.run([*OOMTRACE, "collect", "--db", str(db)], input=data, capture_output=True, cwd=ROOT,
-                          timeout=60)
+    stdin = db.with_name(db.name + ".stdin")
+    stdin.write_bytes(data)
+    return _oomtrace(["collect", "--db", str(db)], stdin=stdin)
 
 
 def test_stdin_stream_of_run_output(tmp_path):
@@ -358,8 +387,7 @@ def test_events_query_table_and_json(tmp_path):
     assert _collect_stdin(tmp_path / "e.db", data).returncode == 0
 
     def events(*args):
-        done = subprocess.run([*OOMTRACE, "events", "--db", str(tmp_path / "e.db"), *args], capture_output=True,
-                              text=True, cwd=ROOT, timeout=60)
+        done = _oomtrace(["events", "--db", str(tmp_path / "e.db"), *args], text=True)
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -375,3 +403,108 @@ def test_events_query_table_and_json(tmp_path):
 def test_tls_client_ssl_context_verifies_by_default(tls_files):
     ctx = ssl.create_default_context(cafile=str(tls_files / "ca.pem"))
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+
+
+def _snapshot(directory: Path) -> tuple[int, dict[str, tuple[bytes, int]]]:
+    """DIRECTORY's mtime (a file made and removed again changes it) and each file's bytes and mtime."""
+    return directory.stat().st_mtime_ns, {p.name: (p.read_bytes(), p.stat().st_mtime_ns)
+                                          for p in sorted(directory.iterdir())}
+
+
+@pytest.fixture
+def read_only_db():
+    """A collector's database at rest, chmod 0444 in a 0555 directory that any user can reach
+    (not under pytest's tmp_path, which is 0700)."""
+    directory = Path(tempfile.mkdtemp(prefix="oomtrace-ro-"))
+    os.chmod(directory, 0o755)
+    kills = make_records(3, node="w1", kind="oom_kill")
+    data = b"".join(msgpack.packb(r) for r in kills + make_records(5, node="w2"))
+    assert _collect_stdin(directory / "ro.db", data).returncode == 0
+    (directory / "ro.db.stdin").unlink()
+    os.chmod(directory / "ro.db", 0o444)
+    os.chmod(directory, 0o555)
+    try:
+        yield directory / "ro.db"
+    finally:
+        os.chmod(directory, 0o755)
+        shutil.rmtree(directory)
+
+
+def test_events_db_reads_a_read_only_database_and_changes_nothing(read_only_db):
+    before = _snapshot(read_only_db.parent)
+    assert list(before[1]) == ["ro.db"]  # the collector closed cleanly: no -wal, no -shm
+    done = _oomtrace(["events", "--db", str(read_only_db), "--output", "json"], text=True)
+    assert done.returncode == 0, done.stderr
+    assert [(r["node"], r["type"]) for r in map(json.loads, done.stdout.splitlines())] == \
+        [("w1", "oom_kill")] * 3 + [("w2", "memory_pressure")] * 5
+    table = _oomtrace(["events", "--db", str(read_only_db), "-t", "oom_kill"], text=True)
+    assert table.returncode == 0 and len(table.stdout.splitlines()) == 4, table.stderr
+    assert _snapshot(read_only_db.parent) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the reader as another user")
+def test_events_db_as_a_user_without_write_access(read_only_db):
+    """root may write anywhere; nobody may not: the read must not need to (a separate process,
+    for its own uid)."""
+    def as_nobody(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *args], user=65534, group=65534, extra_groups=[], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+
+    if as_nobody("-c", "import tracer.cli").returncode != 0:
+        pytest.skip(f"user nobody cannot import tracer from {ROOT}")
+    before = _snapshot(read_only_db.parent)
+    done = as_nobody("-m", "tracer", "events", "--db", str(read_only_db), "--node", "w2", "--output", "json")
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["seq"] for line in done.stdout.splitlines()] == [0, 1, 2, 3, 4]
+    assert _snapshot(read_only_db.parent) == before
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "it has no records table"),  # SQLite, but not ours
+    (b"a text file, not a database\n" * 50, "file is not a database"),
+])
+def test_events_db_refuses_a_database_that_is_not_ours(tmp_path, content, says):
+    path = tmp_path / "other.db"
+    if content is None:
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE logs(line TEXT)")
+        conn.close()
+    else:
+        path.write_bytes(content)
+    before = _snapshot(tmp_path)
+    done = _oomtrace(["events", "--db", str(path)], text=True)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(f"Error: {path}: ") and says in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert _snapshot(tmp_path) == before  # no table created, no journal mode set, no -wal left
+
+
+def test_collector_close_follows_aclose_and_is_idempotent(tmp_path):
+    running = RunningCollector(config(tmp_path))
+    sink = sink_for(running.address, tmp_path)
+    send(sink, make_records(10))
+    sink.close()
+    with pytest.raises(RuntimeError, match="aclose"):  # its loop serves it in another thread
+        running.collector.close()
+    running.stop()  # aclose(): listeners, connections, then close() and so the writer
+    running.collector.close()  # nothing left to do
+    asyncio.run(running.collector.aclose())  # nor here
+    with pytest.raises(RuntimeError, match="writer is closed"):
+        running.collector.writer.submit([])
+    assert len(stored(running.collector.config.db)) == 10
+
+
+def test_collector_with_block_closes_listeners_and_writer(tmp_path):
+    records = tmp_path / "in.msgpack"
+    records.write_bytes(b"".join(msgpack.packb(r) for r in make_records(5)))
+    with Collector(config(tmp_path)) as collector:
+        asyncio.run(collector.start())  # that loop ends with the listener still open
+        port = collector.addresses[0].port
+        with records.open("rb") as f:
+            assert collector.ingest(f) == 5
+    with pytest.raises(RuntimeError, match="writer is closed"):
+        collector.writer.submit([])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # the listening socket is gone
+    collector.close()
+    assert len(stored(collector.config.db)) == 5

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
+from tracer import defaults
 from tracer.cli.params import ADDRESS, DURATION, shared_key, shared_key_option
 
 
@@ -18,7 +21,7 @@ from tracer.cli.params import ADDRESS, DURATION, shared_key, shared_key_option
               help="the SQLite database (created if missing)")
 @click.option("--listen", "listen", type=ADDRESS, multiple=True, metavar="tcp://HOST:PORT|unix:PATH|-",
               help="where to accept the Forward protocol (repeatable); - reads an `oomtrace run -o msgpack` "
-                   "stream on stdin  [default: stdin when it is a pipe or file, else tcp://127.0.0.1:24224]")
+                   f"stream on stdin  [default: stdin when it is a pipe or file, else {defaults.COLLECTOR_LISTEN}]")
 @shared_key_option
 @click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="serve TCP over TLS with this certificate (PEM)")
@@ -45,34 +48,48 @@ def collect(db: Path, listen, shared_key_file: Path | None, tls_cert: Path | Non
     from tracer.collect.store import Retention
     from tracer.forward.wire import Address
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="oomtrace collect: %(message)s", stream=sys.stderr)
     if not listen:
-        listen = (Address("stdin"),) if not sys.stdin.isatty() else (Address.parse("tcp://127.0.0.1:24224"),)
+        listen = (Address("stdin"),) if not sys.stdin.isatty() else (Address.parse(defaults.COLLECTOR_LISTEN),)
     config = CollectorConfig(
         db=db, listen=tuple(listen), shared_key=shared_key(shared_key_file), tls_cert=tls_cert, tls_key=tls_key,
         max_frame=max_frame_mb << 20, synchronous=synchronous,
         retention=Retention(retain or None, _retain_types(retain_types)))
+    with _log_to_stderr(logging.INFO if verbose else logging.WARNING):
+        try:
+            collector = Collector(config)
+        except Exception as e:
+            raise click.ClickException(f"cannot open {db}: {e}") from e
+        with collector:  # commits and closes the store on every way out
+            if metrics is not None:
+                collector.metrics.serve(metrics)
+            sockets = [a for a in config.listen if a.kind != "stdin"]
+            try:
+                if len(sockets) < len(config.listen):
+                    stored = collector.ingest(sys.stdin.buffer)
+                    click.echo(f"oomtrace collect: {stored} records from stdin", err=True)
+                if sockets:
+                    asyncio.run(_serve(collector))
+            except IngestError as e:
+                raise click.ClickException(str(e)) from e
+            except OSError as e:
+                raise click.ClickException(f"cannot listen: {e}") from e
+
+
+@contextlib.contextmanager
+def _log_to_stderr(level: int) -> Iterator[None]:
+    """What logging.basicConfig did for the command's process, undone when the command ends
+    (so that it also holds when the command runs inside another process, e.g. click's CliRunner)."""
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("oomtrace collect: %(message)s"))
+    before = root.level
+    root.addHandler(handler)
+    root.setLevel(level)
     try:
-        collector = Collector(config)
-    except Exception as e:  # noqa: BLE001 - the database could not be opened
-        raise click.ClickException(f"cannot open {db}: {e}") from e
-    if metrics is not None:
-        collector.metrics.serve(metrics)
-    sockets = [a for a in config.listen if a.kind != "stdin"]
-    try:
-        if len(sockets) < len(config.listen):
-            stored = collector.ingest(sys.stdin.buffer)
-            click.echo(f"oomtrace collect: {stored} records from stdin", err=True)
-        if sockets:
-            asyncio.run(_serve(collector))
-    except IngestError as e:
-        raise click.ClickException(str(e)) from e
-    except OSError as e:
-        raise click.ClickException(f"cannot listen: {e}") from e
+        yield
     finally:
-        if not sockets:
-            collector.writer.close()
+        root.removeHandler(handler)
+        root.setLevel(before)
 
 
 async def _serve(collector) -> None:
@@ -82,12 +99,12 @@ async def _serve(collector) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await collector.start()
-    click.echo("oomtrace collect: listening on " + " ".join(map(str, collector.addresses)), err=True)
     try:
+        await collector.start()
+        click.echo("oomtrace collect: listening on " + " ".join(map(str, collector.addresses)), err=True)
         await stop.wait()
     finally:
-        await collector.close()
+        await collector.aclose()  # the connections, then the writer; the caller's close() is then a no-op
 
 
 def _retain_types(items: tuple[str, ...]) -> dict[str, float]:
@@ -102,19 +119,21 @@ def _retain_types(items: tuple[str, ...]) -> dict[str, float]:
 
 def print_stored(db: Path, since: float | None, until: float | None, types: tuple[str, ...],
                  cgroup_prefix: str | None, node: str | None, limit: int, output: str) -> None:
-    """`events --db`: what a collector stored, as a table or JSON lines."""
+    """`events --db`: what a collector stored, as a table or JSON lines. Read-only: the
+    database, its directory and a collector writing to it are left as they are."""
     import json
     import sqlite3
 
     from tracer.cli.tables import events_table
-    from tracer.collect.store import Query, Store
+    from tracer.collect.store import Query, StoreReader
 
     now = time.time()
     query = Query(since=now - since if since is not None else None, until=now - until if until is not None else None,
                   types=types, cgroup_prefix=cgroup_prefix, node=node, limit=limit)
     try:
-        found = list(Store(db, "normal").query(query))
-    except sqlite3.DatabaseError as e:
+        with StoreReader(db) as reader:
+            found = list(reader.query(query))
+    except sqlite3.Error as e:
         raise click.ClickException(f"{db}: {e}") from e
     if output == "json":
         for record in found:

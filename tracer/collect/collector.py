@@ -6,6 +6,12 @@ puts whatever is waiting into one transaction (group commit: many agents cost on
 round, not one per chunk). Each chunk is acked, in order, only once it is committed. A bad
 frame closes its own connection with a logged reason, after acking what came before it;
 other connections and stored records are untouched.
+
+Closing: `await collector.aclose()` in the event loop that serves the sockets (it stops
+listening, ends the connections, then closes the writer); `collector.close()`, or the end of
+a `with Collector(config) as collector:` block, where no loop is serving: after
+asyncio.run() returns, or when only ingest() ran. Each may follow the other and be repeated;
+the writer is closed once, after everything submitted to it is committed.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, NamedTuple, Union
 
 import msgpack
 
+from tracer import defaults
 from tracer.collect import store
-from tracer.forward import wire
 from tracer.collect.metrics import Metrics
+from tracer.forward import wire
 
 log = logging.getLogger("oomtrace.collect")
 _NOTHING = object()
@@ -39,7 +46,7 @@ _NOTHING = object()
 @dataclass(frozen=True)
 class CollectorConfig:
     db: Path
-    listen: tuple[wire.Address, ...] = (wire.Address("tcp", "127.0.0.1", 24224),)
+    listen: tuple[wire.Address, ...] = (wire.Address.parse(defaults.COLLECTOR_LISTEN),)
     hostname: str = field(default_factory=socket.gethostname)
     shared_key: str | None = None
     tls_cert: Path | None = None  # with tls_key: every TCP listener speaks TLS
@@ -53,28 +60,46 @@ class CollectorConfig:
     pipeline_depth: int = 8  # frames a connection may have waiting for their commit
 
 
+_Work = Union[list[store.Row], Callable[[], tuple[list[store.Row], object]]]
+
+
+class _Job(NamedTuple):
+    work: _Work  # rows, or a callable that decodes them in the writer's thread
+    future: concurrent.futures.Future
+
+
 class Writer:
     """The store's only thread. submit() returns a future that is done once the rows are committed."""
 
     def __init__(self, config: CollectorConfig, metrics: Metrics) -> None:
         self.config = config
         self.metrics = metrics
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._lock = threading.Lock()  # no job is queued behind the stop
+        self._closed = False
         self._ready = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, name="oomtrace-store", daemon=True)
         self._thread.start()
         self._ready.result()  # the database opened, or its error raised here
 
-    def submit(self, rows: list[tuple] | Callable[[], tuple[list[tuple], object]]) -> concurrent.futures.Future:
+    def submit(self, rows: _Work) -> concurrent.futures.Future:
         """Store ROWS, or what a callable decodes in this thread (then the future's result is the
         callable's second value: the chunk to ack). Decoding here, beside the inserts, keeps the
-        event loop's thread and this one from trading the GIL back and forth for every frame."""
+        event loop's thread and this one from trading the GIL back and forth for every frame.
+        RuntimeError once the writer is closed."""
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self._queue.put((rows, future))
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the collector's writer is closed")
+            self._queue.put(_Job(rows, future))
         return future
 
     def close(self) -> None:
-        self._queue.put(None)
+        """Commit what was submitted, close the database and end the thread. Idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)
         self._thread.join()
 
     def _run(self) -> None:
@@ -91,7 +116,7 @@ class Writer:
                 if item is None:
                     return
                 batch = [item]
-                size = _size(item[0])
+                size = _size(item.work)
                 while size < self.config.batch_rows:
                     try:
                         item = self._queue.get_nowait()
@@ -101,7 +126,7 @@ class Writer:
                         self._queue.put(None)  # finish this round first
                         break
                     batch.append(item)
-                    size += _size(item[0])
+                    size += _size(item.work)
                 self._commit(db, batch)
                 if time.monotonic() >= next_expire:
                     self.metrics.expired.inc(db.expire(self.config.retention))
@@ -109,7 +134,7 @@ class Writer:
         finally:
             db.close()
 
-    def _commit(self, db: store.Store, batch: list) -> None:
+    def _commit(self, db: store.Store, batch: list[_Job]) -> None:
         ready, results = [], []
         for work, future in batch:
             if callable(work):
@@ -136,15 +161,44 @@ class Writer:
 
 
 class Collector:
+    """The sockets (start(), then aclose() in the same event loop) and stdin (ingest()) in
+    front of one Writer. A context manager: leaving `with` calls close()."""
+
     def __init__(self, config: CollectorConfig, metrics: Metrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
+        self._ssl = _server_tls(config) if config.tls_cert else None  # before the thread: a bad cert leaks none
         self.writer = Writer(config, self.metrics)
         self.addresses: list[wire.Address] = []  # where it listens, ports resolved
         self._servers: list[asyncio.AbstractServer] = []
         self._handlers: set[asyncio.Task] = set()
-        self._closing = False
-        self._ssl = _server_tls(config) if config.tls_cert else None
+        self._closing = False  # connections stop acking
+        self._closed = False  # the writer is closed (or closing)
+
+    def __enter__(self) -> Collector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop listening if aclose() has not, then commit what the writer holds and close the
+        database. Idempotent. For when no event loop is serving this collector, or from inside
+        the one that is (its connections are then cancelled, not awaited); while another thread
+        runs that loop it raises RuntimeError: await aclose() there instead."""
+        if self._closed:
+            return
+        serving = {server.get_loop() for server in self._servers if server.is_serving()}
+        inside = _running_loop()
+        if any(loop.is_running() and loop is not inside for loop in serving):
+            raise RuntimeError("the collector is serving in another thread's event loop: await aclose() there")
+        self._closed = self._closing = True
+        for server in self._servers:
+            server.close()
+        if inside is not None and inside in serving:
+            for task in self._handlers:
+                task.cancel()
+        self.writer.close()
 
     # --- sockets ------------------------------------------------------------------------
 
@@ -167,9 +221,12 @@ class Collector:
             self._servers.append(server)
             log.debug("listening on %s", self.addresses[-1])
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop listening and drop open connections: what they had acked is committed; what
-        they had not is resent by their agents."""
+        they had not is resent by their agents. Then close() (the writer). Await it in the
+        event loop that start() ran in; idempotent."""
+        if self._closed:
+            return
         self._closing = True
         for server in self._servers:
             server.close()
@@ -178,7 +235,7 @@ class Collector:
         await asyncio.gather(*self._handlers, return_exceptions=True)
         for server in self._servers:
             await server.wait_closed()
-        self.writer.close()
+        self.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer(writer)
@@ -264,7 +321,7 @@ class Collector:
         return hostname, fed, up.tell()
 
     async def _frame(self, frame: object, acks: _Acks, node: str) -> None:
-        def decode() -> tuple[list[tuple], str | None]:  # runs in the writer's thread
+        def decode() -> tuple[list[store.Row], str | None]:  # runs in the writer's thread
             message = wire.decode(frame, self.config.max_frame)
             rows = store.rows(message, time.time(), node)
             self.metrics.count_received(rows)
@@ -284,7 +341,7 @@ class Collector:
         fd = stream.fileno()
         up = msgpack.Unpacker(raw=False, unicode_errors="surrogateescape", strict_map_key=False,
                               max_buffer_size=self.config.max_frame)
-        rows: list[tuple] = []
+        rows: list[store.Row] = []
         total = skipped = 0
         offset = fed = 0
         eof = False
@@ -318,14 +375,14 @@ class Collector:
                               f"the {total} records before it are stored")
         return total
 
-    def _store(self, rows: list[tuple]) -> int:
+    def _store(self, rows: list[store.Row]) -> int:
         if rows:
             self.metrics.count_received(rows)
             self.writer.submit(rows).result()
         return len(rows)
 
 
-def _size(work) -> int:
+def _size(work: _Work) -> int:
     return 1000 if callable(work) else len(work)  # a frame's rows are counted once decoded
 
 
@@ -379,19 +436,28 @@ class IngestError(Exception):
     """A record stream that stopped being msgpack."""
 
 
-def _stdin_row(record: dict) -> tuple:
+def _stdin_row(record: dict) -> store.Row:
     stamp = record.get("time")
     stamp = stamp if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else time.time()
     body = msgpack.packb([stamp, record], unicode_errors="surrogateescape")
     message = wire.Message(f"oomtrace.{record.get('type', 'record')}", [wire.Entry(stamp, record, body)], None)
-    return store.rows(message, time.time())[0]
+    (row,) = store.rows(message, time.time())
+    return row
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:
     name = writer.get_extra_info("peername")
     if isinstance(name, tuple):
-        return f"{name[0]}:{name[1]}"
+        host, port = name[:2]
+        return f"{host}:{port}"
     return f"unix:{writer.get_extra_info('sockname') or '?'}"
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _loopback(host: str) -> bool:

@@ -6,7 +6,7 @@ from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from tracer.collect.store import Added
+from tracer.collect.store import Added, Row
 from tracer.forward.wire import Address
 
 
@@ -31,8 +31,8 @@ class Metrics:
         self.connections = Gauge("oomtrace_connections", "Open agent connections", registry=r)
         self._kills: dict[tuple[str, str], object] = {}  # labels() is slow; a kill storm is not rare
 
-    def count_received(self, rows: list[tuple]) -> None:
-        for node, n in Tally(row[3] or "" for row in rows).items():
+    def count_received(self, rows: list[Row]) -> None:
+        for node, n in Tally(row.node or "" for row in rows).items():
             self.received.labels(node).inc(n)
 
     def count_added(self, added: Added) -> None:
