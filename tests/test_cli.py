@@ -6,8 +6,8 @@ from click.testing import CliRunner
 
 from tests.kernel import CollectingSink
 from tracer.cli import main
-from tracer.events.engine import Engine
 from tracer.errors import ProbeError
+from tracer.events.engine import Engine
 
 
 def test_a_probe_failure_exits_1_with_one_clear_line(monkeypatch, tmp_path):

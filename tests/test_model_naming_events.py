@@ -9,9 +9,23 @@ import pytest
 from tracer.stats.cgroups.naming import identify
 from tracer.stats.container_events import EventPolicy, EventStore
 from tracer.stats.conversion import cpu_inst
-from tracer.stats.model import (ContainerInfo, ContainerReference, ContainerStats, CpuStats, CpuUsage, Event, EventData,
-                          EventRequest, FsStats, MemoryStats, NetworkStats, InterfaceStats, OomKillEventData, rfc3339,
-                          to_json)
+from tracer.stats.model import (
+    ContainerInfo,
+    ContainerReference,
+    ContainerStats,
+    CpuStats,
+    CpuUsage,
+    Event,
+    EventData,
+    EventRequest,
+    FsStats,
+    InterfaceStats,
+    MemoryStats,
+    NetworkStats,
+    OomKillEventData,
+    rfc3339,
+    to_json,
+)
 
 ID = "32a574834001b70cb986f9512f63f7a915756163f5bce0d64d17122369108c7a"
 

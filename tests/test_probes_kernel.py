@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tracer.kernel import headers
-from tracer.kernel import host
-from tracer.kernel import probes
+from tracer.kernel import headers, host, probes
 
 pytestmark = pytest.mark.root
 

@@ -4,9 +4,9 @@ import ctypes
 
 import pytest
 
+from tracer.events.records import Clock, RecordBuilder, RecordFilter
 from tracer.kernel import bpf_source
 from tracer.kernel.cgroupfs import CgroupPaths, CgroupResolver, Hierarchy
-from tracer.events.records import Clock, RecordBuilder, RecordFilter
 
 L = bpf_source.layout()
 C = L.constants

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import msgpack
 
-from tracer.kernel.cgroupfs import CgroupPaths, CgroupResolver
 from tracer.events.pressure import PressureTracker
 from tracer.events.sinks import format_text, make_sink
+from tracer.kernel.cgroupfs import CgroupPaths, CgroupResolver
 
 REC = {"type": "oom_kill", "time": 1.5, "pid": 3, "comm": "a b", "cgroup": "/x", "memcg": None}
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+
 class Duration(click.ParamType):
     """90s, 15m, 1h, 7d or plain seconds."""
 

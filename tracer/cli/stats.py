@@ -44,8 +44,8 @@ def _emit_json(value) -> None:
 @_OUTPUT
 def machine(output: str) -> None:
     """This machine as cAdvisor describes it: CPUs, memory, topology, disks, network, filesystems."""
-    from tracer.stats import machine as machine_info
     from tracer.cli.tables import machine_table
+    from tracer.stats import machine as machine_info
 
     info, version = machine_info.machine_info(), machine_info.version_info()
     if output == "json":

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from tracer.stats.model import (ContainerSpec, ContainerSpecV2, ContainerStats, ContainerStatsV2, CpuInstStats,
-                                CpuInstUsage, FilesystemStatsV2, NetworkStatsV2)
+from tracer.stats.model import (
+    ContainerSpec,
+    ContainerSpecV2,
+    ContainerStats,
+    ContainerStatsV2,
+    CpuInstStats,
+    CpuInstUsage,
+    FilesystemStatsV2,
+    NetworkStatsV2,
+)
 
 
 def spec_v2(spec: ContainerSpec, aliases: list[str], namespace: str) -> ContainerSpecV2:

@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracer.stats.model import FsInfo, FsInfoV2, FsStats
 from tracer.kernel.mountinfo import Mount, parse_mountinfo
-
+from tracer.stats.model import FsInfo, FsInfoV2, FsStats
 
 _PSEUDO = {"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "debugfs", "tracefs", "securityfs",
            "pstore", "bpf", "configfs", "fusectl", "hugetlbfs", "autofs", "binfmt_misc", "nsfs", "rpc_pipefs",

@@ -7,8 +7,17 @@ from __future__ import annotations
 from typing import Protocol
 
 from tracer.stats.container_events import Watch
-from tracer.stats.model import (ContainerInfo, ContainerInfoRequest, ContainerInfoV2, Event, EventRequest, FsInfoV2,
-                                MachineInfo, RequestOptions, VersionInfo)
+from tracer.stats.model import (
+    ContainerInfo,
+    ContainerInfoRequest,
+    ContainerInfoV2,
+    Event,
+    EventRequest,
+    FsInfoV2,
+    MachineInfo,
+    RequestOptions,
+    VersionInfo,
+)
 
 
 class Interface(Protocol):

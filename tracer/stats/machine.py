@@ -14,8 +14,8 @@ from pathlib import Path
 
 from tracer import __version__
 from tracer.stats.filesystems import machine_filesystems
-from tracer.stats.network import IGNORED_DEVICES
 from tracer.stats.model import Cache, Core, DiskInfo, HugePagesInfo, MachineInfo, NetInfo, Node, VersionInfo
+from tracer.stats.network import IGNORED_DEVICES
 
 
 @dataclass(frozen=True)

@@ -17,16 +17,28 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from tracer import defaults
-from tracer.stats import cgroups
-from tracer.stats import filesystems
-from tracer.stats import machine
+from tracer.stats import cgroups, filesystems, machine
 from tracer.stats.cgroups import ContainerDirs, ContainerGone, Layout, StatsOptions, naming
-from tracer.stats.conversion import spec_v2, stats_v2
 from tracer.stats.container_events import EventPolicy, EventStore, Watch
-from tracer.stats.model import (ContainerInfo, ContainerInfoRequest, ContainerInfoV2, ContainerReference, ContainerSpec,
-                    ContainerStats, Event, EventData,
-                    EventRequest, FsInfoV2, MachineInfo, NetworkStats, OomKillEventData, RequestOptions, VersionInfo)
+from tracer.stats.conversion import spec_v2, stats_v2
 from tracer.stats.interface import Interface
+from tracer.stats.model import (
+    ContainerInfo,
+    ContainerInfoRequest,
+    ContainerInfoV2,
+    ContainerReference,
+    ContainerSpec,
+    ContainerStats,
+    Event,
+    EventData,
+    EventRequest,
+    FsInfoV2,
+    MachineInfo,
+    NetworkStats,
+    OomKillEventData,
+    RequestOptions,
+    VersionInfo,
+)
 from tracer.stats.network import NetworkReader
 
 log = logging.getLogger("oomtrace.manager")
@@ -131,7 +143,7 @@ class Manager(Interface):
                 if now >= next_sweep:
                     self.sweep()
                     next_sweep = max(next_sweep + self.config.housekeeping_interval, now)
-            except Exception:  # noqa: BLE001 - housekeeping must go on; say what broke
+            except Exception:
                 log.exception("housekeeping failed; trying again next interval")
 
     # --- discovery and sweeps --------------------------------------------------------------

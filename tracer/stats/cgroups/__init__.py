@@ -12,13 +12,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tracer.kernel import cgroupfs
 from tracer.errors import NoSuchCgroup
-from tracer.stats.model import ContainerSpec, ContainerStats
-from tracer.stats.cgroups import _v1
-from tracer.stats.cgroups import _v2
+from tracer.kernel import cgroupfs
+from tracer.stats.cgroups import _v1, _v2
 from tracer.stats.cgroups._files import MAX as UNLIMITED  # noqa: F401 - part of the facade
 from tracer.stats.cgroups._files import Vanished, read
+from tracer.stats.model import ContainerSpec, ContainerStats
 
 # Controllers oomtrace reads, and the v2 controller that stands for each.
 _V2_NAME = {"cpu": "cpu", "cpuacct": "cpu", "cpuset": "cpuset", "memory": "memory", "pids": "pids",

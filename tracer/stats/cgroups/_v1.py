@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import os
 
-from tracer.stats.model import (CpuCFS, CpuSpec, CpuStats, CpuUsage, DiskIoStats, HugetlbStats, MemoryEvents, MemorySpec,
-                     MemoryStats, MemoryStatsMemoryData, PerDiskStats, ProcessSpec, ProcessStats)
 from tracer.stats.cgroups._files import MAX, count_lines, read, read_int, read_kv
+from tracer.stats.model import (
+    CpuCFS,
+    CpuSpec,
+    CpuStats,
+    CpuUsage,
+    DiskIoStats,
+    HugetlbStats,
+    MemoryEvents,
+    MemorySpec,
+    MemoryStats,
+    MemoryStatsMemoryData,
+    PerDiskStats,
+    ProcessSpec,
+    ProcessStats,
+)
 
 _TICK_NS = 10**9 // os.sysconf("SC_CLK_TCK")  # cpuacct.stat counts USER_HZ ticks
 _V1_UNLIMITED = 9223372036854771712  # memory.limit_in_bytes with no limit (PAGE_COUNTER_MAX pages)

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from tracer.stats.model import (CpuCFS, CpuSpec, CpuStats, CpuUsage, DiskIoStats, HugetlbStats, MemoryEvents, MemorySpec,
-                     MemoryStats, MemoryStatsMemoryData, PerDiskStats, ProcessSpec, ProcessStats)
 from tracer.stats.cgroups._files import count_lines, read, read_int, read_kv, read_psi
+from tracer.stats.model import (
+    CpuCFS,
+    CpuSpec,
+    CpuStats,
+    CpuUsage,
+    DiskIoStats,
+    HugetlbStats,
+    MemoryEvents,
+    MemorySpec,
+    MemoryStats,
+    MemoryStatsMemoryData,
+    PerDiskStats,
+    ProcessSpec,
+    ProcessStats,
+)
 
 
 def cpu_spec(d: str) -> CpuSpec:
