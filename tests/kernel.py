@@ -74,11 +74,12 @@ class CollectingSink:
 
 
 @contextmanager
-def running_engine(cache_dir: Path, pressure_interval: float):
-    """A started engine polling in a thread, its records collecting in engine.sink."""
+def running_engine(cache_dir: Path, pressure_interval: float, **config):
+    """A started engine polling in a thread, its records collecting in engine.sink; CONFIG:
+    more EngineConfig fields."""
     from tracer.events.engine import Engine, EngineConfig
 
-    engine = Engine(CollectingSink(), EngineConfig(cache_dir=cache_dir, pressure_interval=pressure_interval))
+    engine = Engine(CollectingSink(), EngineConfig(cache_dir=cache_dir, pressure_interval=pressure_interval, **config))
     engine.start()
     stop = threading.Event()
     thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)

@@ -15,17 +15,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import msgpack
 import pytest
 
 from tests.cgroups import Cgroup
-from tests.kernel import CollectingSink, go
+from tests.kernel import CollectingSink, go, running_engine
 from tracer.cli.tables import events_table
 from tracer.events.sinks import format_text, make_sink
 from tracer.kernel import cgroupfs
@@ -152,21 +150,8 @@ def _cgroup_records(sink: CollectingSink, kind: str, ids: set[int], timeout: flo
     return {r["cgroup_id"]: r for r in recs if r["type"] == kind and r["cgroup_id"] in ids}
 
 
-@contextmanager
 def _engine(cache_dir: Path, **config):
-    from tracer.events.engine import Engine, EngineConfig
-
-    engine = Engine(CollectingSink(), EngineConfig(cache_dir=cache_dir, pressure_interval=0, **config))
-    engine.start()
-    stop = threading.Event()
-    thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield engine
-    finally:
-        stop.set()
-        thread.join(10)
-        engine.close()
+    return running_engine(cache_dir, 0, **config)
 
 
 # --- 1 and 2: one string per cgroup, whole, from the walk and from the events ---------------------
