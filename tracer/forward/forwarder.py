@@ -25,8 +25,8 @@ from pathlib import Path
 import msgpack
 
 from tracer import defaults
-from tracer.forward import wire
 from tracer.events.records import RecordStamper
+from tracer.forward import wire
 from tracer.forward.spool import Chunk, Spool
 
 log = logging.getLogger("oomtrace.forward")
