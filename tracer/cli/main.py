@@ -65,7 +65,10 @@ def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, p
         engine=EngineConfig(cache_dir=cache_dir, pressure_interval=pressure_interval, node=node),
         record_filter=RecordFilter(frozenset(types) if types else None, cgroup_prefix),
         stats_interval=stats_interval, forward=forward_config, duration=duration)
-    agent = Agent(config, outputs)
+    try:
+        agent = Agent(config, outputs)
+    except OomtraceError as e:  # e.g. a spool directory that cannot be made or written
+        raise click.ClickException(str(e)) from e
     agent.stop_on_signals()
     try:
         agent.start()

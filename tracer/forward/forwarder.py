@@ -6,6 +6,11 @@ acked it; up to max_inflight chunks are sent ahead, acked in order. While the co
 unreachable, chunks go to the on-disk spool and are sent, oldest first, once it is back
 (reconnecting with exponential backoff). Chunks in flight when the connection broke are
 resent; records keep their ids, so the collector stores them once.
+
+Nothing here raises into the engine's thread: a chunk the spool cannot take (a full or broken
+disk) is dropped and counted. The sender thread never dies: an unexpected error is logged,
+counted (stats.errors) and the loop goes on after a backoff. At close() every chunk not acked
+(queued, in flight, or still being packed) is acked within drain_timeout or left in the spool.
 """
 
 from __future__ import annotations
@@ -21,8 +26,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import msgpack
 
 from tracer import defaults
 from tracer.events.records import RecordStamper
@@ -59,7 +62,8 @@ class ForwardStats:
     sent_chunks: int = 0
     spooled_records: int = 0  # records that went through the spool, since this start
     reconnects: int = 0
-    failures: int = 0
+    failures: int = 0  # connections that broke or timed out
+    errors: int = 0  # unexpected errors in the sender thread (logged with their traceback)
 
 
 class ForwardSink:
@@ -78,6 +82,11 @@ class ForwardSink:
         self._outage = threading.Event()  # set while the collector is unreachable
         self._busy = threading.Event()  # set while a chunk is in flight
         self._lock = threading.Lock()  # write/flush may come from the engine and the sender
+        self._conn: _Connection | None = None  # the sender's; close() may shut it down to stop waiting
+        self._conn_lock = threading.Lock()
+        self._closed = False
+        self._drops_unreported = 0
+        self._drops_logged_at = 0.0
         self._thread = threading.Thread(target=self._send_loop, name="oomtrace-forward", daemon=True)
         self._thread.start()
 
@@ -98,6 +107,9 @@ class ForwardSink:
         for tag, entries in pending.items():
             chunk_id = wire.new_chunk_id()
             chunk = Chunk(chunk_id, self._encoder.frame(tag, entries, chunk_id, len(entries)), len(entries))
+            if self._closed:  # the sender is gone: straight to disk
+                self._to_spool(chunk)
+                continue
             try:
                 self._queue.put_nowait(chunk)
             except queue.Full:
@@ -107,14 +119,28 @@ class ForwardSink:
         return True
 
     def close(self) -> None:
-        """Send what is queued for up to drain_timeout, then spool what is left."""
+        """Send what is queued for up to drain_timeout, then spool what is left: the chunks in
+        flight (whose acks are then not awaited), those queued and the records not yet packed.
+        A chunk acked but spooled anyway is resent at the next start and stored once."""
+        if self._closed:
+            return
         self.flush()
         deadline = time.monotonic() + self.config.drain_timeout
-        while self._unsent() and not self._outage.is_set() and time.monotonic() < deadline:
+        while (self._unsent() and not self._outage.is_set() and self._thread.is_alive()
+               and time.monotonic() < deadline):
             time.sleep(0.01)
         self._stop.set()
+        self._interrupt()  # a send or an ack wait in progress ends now; its chunks go to the spool
         self._thread.join()
+        self._closed = True
+        self.flush()  # a forward_status record the sender wrote meanwhile
         self._spool_queue()
+        self.spool.save()
+
+    def _interrupt(self) -> None:
+        with self._conn_lock:
+            if self._conn is not None:
+                self._conn.shutdown()
 
     def _unsent(self) -> bool:
         return self._busy.is_set() or not self._queue.empty() or len(self.spool) > 0
@@ -129,48 +155,87 @@ class ForwardSink:
         })
 
     def _to_spool(self, chunk: Chunk) -> None:
+        """CHUNK to the spool; never raises (the engine's thread calls this)."""
         if chunk.name is not None:
             return  # already there
-        lost = self.spool.put(chunk)
-        self.stats.spooled_records += chunk.count
+        try:
+            stored, lost = self.spool.put(chunk)
+        except Exception:  # Spool.put does not raise; if it ever does, the chunk is lost, counted
+            log.exception("spool %s: cannot spool a chunk; dropped its %d records", self.spool.directory, chunk.count)
+            self.spool.dropped += chunk.count
+            stored, lost = False, chunk.count
+        if stored:
+            self.stats.spooled_records += chunk.count
         if lost:
-            log.warning("spool full (%d bytes): dropped the %d oldest records", self.config.spool_max_bytes, lost)
+            self._report_drops(lost)
+
+    def _report_drops(self, lost: int) -> None:
+        """One warning per 10 s at most, with what was dropped since the last one."""
+        self._drops_unreported += lost
+        now = time.monotonic()
+        if now - self._drops_logged_at >= 10.0:
+            why = f"cannot write: {self.spool.last_error}" if self.spool.last_error else \
+                f"full: at most {self.config.spool_max_bytes} bytes, or the disk"
+            log.warning("spool %s %s; dropped %d records (%d in all)", self.spool.directory, why,
+                        self._drops_unreported, self.spool.dropped)
+            self.spool.last_error = ""
+            self._drops_unreported = 0
+            self._drops_logged_at = now
 
     # --- the sender thread ------------------------------------------------------------------
 
     def _send_loop(self) -> None:
-        conn: _Connection | None = None
         window: deque[Chunk] = deque()
-        backoff = self.config.backoff_min
+        backoff = self.config.backoff_min  # between connection attempts
+        trouble = self.config.backoff_min  # after an unexpected error
         while not self._stop.is_set():
-            if conn is None:
-                try:
-                    conn = _Connection.open(self.config)
-                except (OSError, wire.WireError) as e:
-                    if not self._outage.is_set():
-                        log.warning("collector %s unreachable (%s); spooling", self.config.address, e)
-                        self._outage.set()
-                    self._spool_queue()
-                    self._stop.wait(backoff * random.uniform(0.8, 1.2))
-                    backoff = min(backoff * 2, self.config.backoff_max)
-                    continue
-                backoff = self.config.backoff_min
-                if self._outage.is_set():
-                    self.stats.reconnects += 1
-                    log.warning("collector %s reachable again; sending %d spooled records",
-                                self.config.address, self.spool.records)
-                    self.write(self.status_record())
-                    self._outage.clear()
-            conn = self._exchange(conn, window)
-        if conn is not None:
-            conn.close()
+            try:
+                if self._conn is None:
+                    try:
+                        conn = _Connection.open(self.config)
+                    except (OSError, wire.WireError) as e:
+                        if not self._outage.is_set():
+                            log.warning("collector %s unreachable (%s); spooling", self.config.address, e)
+                            self._outage.set()
+                        self._spool_queue()
+                        self._stop.wait(backoff * random.uniform(0.8, 1.2))
+                        backoff = min(backoff * 2, self.config.backoff_max)
+                        continue
+                    with self._conn_lock:
+                        self._conn = conn
+                    backoff = self.config.backoff_min
+                    if self._outage.is_set():
+                        self._spool_queue()  # what came during the outage, so that the status below is whole
+                        self.stats.reconnects += 1
+                        log.warning("collector %s reachable again; sending %d spooled records",
+                                    self.config.address, self.spool.records)
+                        self.write(self.status_record())
+                        self._outage.clear()
+                if self._exchange(window):
+                    trouble = self.config.backoff_min
+            except Exception:  # the sender must never die: log, count, go on
+                self.stats.errors += 1
+                log.exception("forwarding to %s: unexpected error (%d so far); resending after %.1f s",
+                              self.config.address, self.stats.errors, trouble)
+                self._disconnect()
+                self._spool_window(window)
+                self._stop.wait(trouble * random.uniform(0.8, 1.2))
+                trouble = min(trouble * 2, self.config.backoff_max)
+        self._disconnect()
+        unacked = len(window)
+        self._spool_window(window)  # stopping: what was not acked goes to disk, resent at the next start
+        if unacked:
+            log.info("stopping: %d chunks not acked by %s kept in the spool", unacked, self.config.address)
 
-    def _exchange(self, conn: _Connection, window: deque[Chunk]) -> _Connection | None:
+    def _exchange(self, window: deque[Chunk]) -> bool:
         """Fill the window of chunks in flight (spooled ones first, oldest first), then take one
-        ack, which must be the oldest chunk's. On any failure every chunk in flight is spooled
-        and the connection dropped; the collector stores a resent record once."""
+        ack, which must be the oldest chunk's; True once an ack was taken. On any failure every
+        chunk in flight is spooled and the connection dropped; the collector stores a resent
+        record once."""
+        conn = self._conn
+        assert conn is not None
         try:
-            while len(window) < self.config.max_inflight:
+            while len(window) < self.config.max_inflight and not self._stop.is_set():
                 in_flight = {c.name for c in window if c.name}
                 chunk = self.spool.oldest(_chunk_id, skip=in_flight) or self._next_queued(block=not window)
                 if chunk is None:
@@ -179,24 +244,36 @@ class ForwardSink:
                 self._busy.set()
                 conn.post(chunk)
             if not window:
-                return conn
+                return False
             conn.await_ack(window[0].id)
         except (OSError, wire.WireError, ValueError) as e:
-            log.warning("sending to %s failed (%s); will resend", self.config.address, e)
-            self.stats.failures += 1
-            self._outage.set()
-            conn.close()
-            while window:
-                self._to_spool(window.popleft())
-            self._busy.clear()
-            return None
+            if self._stop.is_set():
+                log.info("stopping: stopped waiting for %s (%s)", self.config.address, e)
+            else:
+                log.warning("sending to %s failed (%s); will resend", self.config.address, e)
+                self.stats.failures += 1
+                self._outage.set()
+            self._disconnect()
+            self._spool_window(window)
+            return False
         done = window.popleft()
         self.spool.remove(done)
         self.stats.sent_chunks += 1
         self.stats.sent_records += done.count
         if not window:
             self._busy.clear()
-        return conn
+        return True
+
+    def _disconnect(self) -> None:
+        with self._conn_lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _spool_window(self, window: deque[Chunk]) -> None:
+        while window:
+            self._to_spool(window.popleft())
+        self._busy.clear()
 
     def _next_queued(self, block: bool) -> Chunk | None:
         try:
@@ -215,8 +292,18 @@ class ForwardSink:
 
 
 def _chunk_id(frame: bytes) -> str:
-    option = msgpack.unpackb(frame, raw=False)[2]
-    return option["chunk"]
+    """The chunk id of a spooled FRAME, which must be one whole Forward frame with a chunk
+    option, as the collector would read it; else WireError (the spool then drops the file):
+    a file the collector would refuse would otherwise be resent forever."""
+    up = wire.unpacker()
+    up.feed(frame)
+    found = list(wire.frames(up))
+    if len(found) != 1 or up.tell() != len(frame):
+        raise wire.WireError(f"not one whole frame ({len(found)} msgpack objects, {len(frame)} bytes)")
+    chunk = wire.decode(found[0]).chunk
+    if not isinstance(chunk, str) or not chunk:
+        raise wire.WireError("a frame without a chunk option")
+    return chunk
 
 
 class _Connection:
@@ -283,6 +370,13 @@ class _Connection:
             if not data:
                 raise ConnectionResetError("the collector closed the connection")
             self._unpacker.feed(data)
+
+    def shutdown(self) -> None:
+        """From another thread: a send or recv in progress on this connection returns at once."""
+        try:
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def close(self) -> None:
         try:
