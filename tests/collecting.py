@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import msgpack
 
 from tracer.collect.collector import Collector, CollectorConfig
 from tracer.events.records import RecordStamper
+from tracer.forward import wire
+from tracer.forward.forwarder import ForwardConfig, ForwardSink
 from tracer.forward.wire import Address
 
 OOMTRACE = [sys.executable, "-m", "tracer"]
@@ -83,7 +86,8 @@ def stored(db: Path) -> list[Stored]:
             rows = conn.execute("SELECT id, node, type, cgroup, body FROM records ORDER BY time").fetchall()
         except sqlite3.OperationalError:  # the collector has created the file, not yet the table
             return []
-    return [Stored(i, n, t, c, msgpack.unpackb(b, raw=False, strict_map_key=False)[1]) for i, n, t, c, b in rows]
+    return [Stored(i, n, t, c, msgpack.unpackb(b, raw=False, strict_map_key=False,
+                                                 unicode_errors="surrogateescape")[1]) for i, n, t, c, b in rows]
 
 
 def wait_until(predicate, timeout: float = 15.0, what: str = "condition"):
@@ -117,3 +121,40 @@ class CollectorProcess:
         _, err = self.proc.communicate(timeout=15)
         assert self.proc.returncode == 0, err
         return err
+
+
+def sink_for(address: wire.Address, tmp_path: Path, **changes) -> ForwardSink:
+    base = ForwardConfig(address, node="node-a", spool_dir=tmp_path / "spool", backoff_min=0.05,
+                         backoff_max=0.5, drain_timeout=20, connect_timeout=1)
+    return ForwardSink(replace(base, **changes))
+
+
+def send(sink: ForwardSink, records: list[dict]) -> None:
+    for rec in records:
+        sink.write(rec)
+    sink.flush()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raw_exchange(address: wire.Address, data: bytes) -> bytes:
+    """Send DATA on a new connection; return what comes back until the collector closes it."""
+    with socket.create_connection((address.host, address.port), timeout=10) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except ConnectionResetError:  # closed with our bytes still unread: TCP says reset
+            pass
+        return out
+
+
+def forward_frame(records: list[dict], chunk: str) -> bytes:
+    enc = wire.FrameEncoder()
+    return enc.frame("oomtrace.t", [enc.entry(r) for r in records], chunk, len(records))

@@ -20,7 +20,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import replace
 from pathlib import Path
 
 import msgpack
@@ -31,12 +30,23 @@ from fluent import sender
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.collecting import CollectorProcess, RunningCollector, config, make_records, stored, wait_until
+from tests.collecting import (
+    CollectorProcess,
+    RunningCollector,
+    config,
+    forward_frame,
+    free_port,
+    make_records,
+    raw_exchange,
+    send,
+    sink_for,
+    stored,
+    wait_until,
+)
 from tracer.cli import main
 from tracer.collect.collector import Collector
 from tracer.collect.metrics import Metrics
 from tracer.forward import wire
-from tracer.forward.forwarder import ForwardConfig, ForwardSink
 from tracer.forward.spool import Chunk, Spool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,22 +59,7 @@ def collector(tmp_path):
     running.stop()
 
 
-def sink_for(address: wire.Address, tmp_path: Path, **changes) -> ForwardSink:
-    base = ForwardConfig(address, node="node-a", spool_dir=tmp_path / "spool", backoff_min=0.05,
-                         backoff_max=0.5, drain_timeout=20, connect_timeout=1)
-    return ForwardSink(replace(base, **changes))
 
-
-def send(sink: ForwardSink, records: list[dict]) -> None:
-    for rec in records:
-        sink.write(rec)
-    sink.flush()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_forwarded_records_are_stored_once_even_when_resent(collector, tmp_path):
@@ -111,8 +106,10 @@ def test_fluent_logger_is_a_peer_client(collector):
     rows = wait_until(lambda: len(stored(collector.collector.config.db)) == 3 and stored(collector.collector.config.db))
     assert [r[4]["pid"] for r in rows] == [100, 101, 102]
     assert {r[2] for r in rows} == {"oom_kill"} and rows[0][0].startswith("sha1:")  # no id: one from content
-    assert collector.metrics.oom_kills.labels("127.0.0.1", "/pod/x")._value.get() == 0  # no node field
-    assert collector.metrics.received._metrics  # counted by peer address
+    # no node field: the peer's host is the node (one series per host, not one per connection)
+    assert collector.metrics.oom_kills.labels("127.0.0.1")._value.get() == 3
+    assert collector.metrics.received.labels("127.0.0.1")._value.get() == 3
+    assert [r[1] for r in rows] == ["127.0.0.1"] * 3
 
 
 def test_unix_socket(tmp_path):
@@ -170,23 +167,6 @@ def test_a_collector_without_the_key_configured_is_told_apart(tmp_path, collecto
     assert sink.stats.sent_records == 0 and sink.spool.records == 3
 
 
-def _raw(address: wire.Address, data: bytes) -> bytes:
-    """Send DATA on a new connection; return what comes back until the collector closes it."""
-    with socket.create_connection((address.host, address.port), timeout=10) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        out = b""
-        try:
-            while chunk := s.recv(65536):
-                out += chunk
-        except ConnectionResetError:  # closed with our bytes still unread: TCP says reset
-            pass
-        return out
-
-
-def _frame(records: list[dict], chunk: str) -> bytes:
-    enc = wire.FrameEncoder()
-    return enc.frame("oomtrace.t", [enc.entry(r) for r in records], chunk, len(records))
 
 
 def test_bad_input_closes_only_its_connection(tmp_path):
@@ -195,16 +175,16 @@ def test_bad_input_closes_only_its_connection(tmp_path):
         sink = sink_for(running.address, tmp_path)  # a healthy agent, connected throughout
         send(sink, make_records(100, prefix="a"))
         wait_until(lambda: sink.stats.sent_records == 100)
-        good = _frame(make_records(1, prefix="g"), "ok")
+        good = forward_frame(make_records(1, prefix="g"), "ok")
         cases = {
             "garbage": b"\xc1 this is not msgpack",
             "oversized": msgpack.packb(["t", b"x" * (200 << 10), {}]),
-            "truncated": _frame(make_records(3, prefix="t"), "t")[:-5],
+            "truncated": forward_frame(make_records(3, prefix="t"), "t")[:-5],
             "wrong types": msgpack.packb(["t", 1700000000, ["not", "a", "map"]]),
             "valid then garbage": good + b"\xc1",
             "more bad frames than the ack queue holds": b"\x00" * 20,  # once deadlocked the reader
         }
-        replies = {name: _raw(running.address, data) for name, data in cases.items()}
+        replies = {name: raw_exchange(running.address, data) for name, data in cases.items()}
         assert replies["valid then garbage"] == wire.ack("ok")  # acked before the garbage
         assert all(not reply for name, reply in replies.items() if name != "valid then garbage")
         rejected = {s.labels["reason"]: s.value for m in running.metrics.rejected.collect() for s in m.samples
@@ -230,9 +210,9 @@ def fuzz_collector(tmp_path_factory):
 def test_fuzzed_connections_never_disturb_stored_records(fuzz_collector, garbage):
     db = fuzz_collector.collector.config.db
     before = len(stored(db))
-    _raw(fuzz_collector.address, garbage)
+    raw_exchange(fuzz_collector.address, garbage)
     chunk = wire.new_chunk_id()
-    assert _raw(fuzz_collector.address, _frame(make_records(1), chunk)) == wire.ack(chunk)
+    assert raw_exchange(fuzz_collector.address, forward_frame(make_records(1), chunk)) == wire.ack(chunk)
     after = len(stored(db))
     assert before + 1 <= after <= before + 2  # the garbage itself may have been a valid frame
 
@@ -276,7 +256,7 @@ def test_spool_is_bounded_and_drops_the_oldest(tmp_path):
     assert again.oldest(lambda frame: "id").name.startswith("0000000000000004")
 
 
-def test_metrics_endpoint_serves_oom_kills_by_node_and_cgroup(collector, tmp_path):
+def test_metrics_endpoint_serves_oom_kills_by_node(collector, tmp_path):
     port = free_port()
     collector.metrics.serve(wire.Address("tcp", "127.0.0.1", port))
     sink = sink_for(collector.address, tmp_path, node="worker-7")
@@ -284,7 +264,7 @@ def test_metrics_endpoint_serves_oom_kills_by_node_and_cgroup(collector, tmp_pat
     send(sink, kills + kills)  # the resend is not a second kill
     sink.close()
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    assert 'oomtrace_oom_kills_total{cgroup="/kubepods/pod0/c",node="worker-7"} 1.0' in text
+    assert 'oomtrace_oom_kills_total{node="worker-7"} 2.0' in text  # per pod: in the store, not in labels
     assert 'oomtrace_records_received_total{node="worker-7"} 4.0' in text
     assert "oomtrace_records_duplicate_total 2.0" in text
 

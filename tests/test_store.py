@@ -27,15 +27,15 @@ def test_a_resent_record_is_stored_once_and_counted_as_duplicate(tmp_path):
     again = db.add(store.rows(_message(recs[5:]), time.time()))
     assert (first.stored, first.duplicates) == (12, 0)
     assert (again.stored, again.duplicates) == (0, 7)
-    assert [r["type"] for r in first.new] == ["oom_kill", "oom_kill"] and again.new == []
+    assert [r["type"] for _node, r in first.new] == ["oom_kill", "oom_kill"] and again.new == []
     assert db.count() == 12
 
 
 def test_records_without_an_id_get_one_from_their_content(tmp_path):
     db = store.Store(tmp_path / "s.db")
     msg = wire.decode(["app.log", [[1700000000, {"msg": "a"}], [1700000000, {"msg": "b"}]]])
-    assert db.add(store.rows(msg, 0.0, peer="10.0.0.7")).stored == 2
-    assert db.add(store.rows(msg, 1.0, peer="10.0.0.7")).duplicates == 2
+    assert db.add(store.rows(msg, 1700000001.0, peer="10.0.0.7")).stored == 2
+    assert db.add(store.rows(msg, 1700000002.0, peer="10.0.0.7")).duplicates == 2
     (one, *_) = db.query(store.Query(node="10.0.0.7"))
     assert one == {"msg": "a", "node": "10.0.0.7", "tag": "app.log"}
 
@@ -59,7 +59,8 @@ def test_retention_per_type_and_default(tmp_path):
     now = time.time()
     old = [dict(r, time=now - 3 * 86400) for r in make_records(3) + make_records(3, kind="oom_kill", prefix="k")]
     new = make_records(2, prefix="n")
-    db.add(store.rows(_message(old + new), now))
+    db.add(store.rows(_message(old), now - 3 * 86400))
+    db.add(store.rows(_message(new), now))
     policy = store.Retention(default=86400, per_type={"oom_kill": 7 * 86400})
     assert db.expire(policy, now) == 3  # old pressure records go; old OOM kills stay
     assert sorted(r["type"] for r in db.query(store.Query())) == ["memory_pressure"] * 2 + ["oom_kill"] * 3
@@ -68,10 +69,10 @@ def test_retention_per_type_and_default(tmp_path):
 
 def test_rows_are_named_in_the_table_s_column_order(tmp_path):
     msg = wire.decode(["app.log", [[1700000000, {"msg": "a", "type": "oom_kill", "cgroup": "/c"}]]])
-    (row,) = store.rows(msg, 5.0, peer="10.0.0.7")
+    (row,) = store.rows(msg, 1700000005.0, peer="10.0.0.7")
     assert isinstance(row, store.Row) and isinstance(row, tuple)  # what sqlite3 binds
-    assert (row.time, row.received, row.node, row.type, row.cgroup, row.memcg, row.tag) == (
-        1700000000, 5.0, "10.0.0.7", "oom_kill", "/c", None, "app.log")
+    assert (row.time, row.received, row.node, row.type, row.cgroup, row.memcg, row.tag, row.flags) == (
+        1700000000, 1700000005.0, "10.0.0.7", "oom_kill", "/c", None, "app.log", 0)
     assert row.id.startswith("sha1:") and row.body == msg.entries[0].raw
     with store.Store(tmp_path / "s.db") as db:
         columns = [name for _cid, name, *_ in db.db.execute("PRAGMA table_info(records)")]

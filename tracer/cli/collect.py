@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from pathlib import Path
 import click
 
 from tracer import defaults
-from tracer.cli.params import ADDRESS, DURATION, shared_key, shared_key_option
+from tracer.cli.params import ADDRESS, DURATION, POSITIVE_SECONDS, shared_key, shared_key_option, tcp_address
 
 
 @click.command()
@@ -27,10 +29,21 @@ from tracer.cli.params import ADDRESS, DURATION, shared_key, shared_key_option
               help="serve TCP over TLS with this certificate (PEM)")
 @click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="its private key, if not in the certificate file")
-@click.option("--metrics", type=ADDRESS, metavar="tcp://HOST:PORT",
+@click.option("--metrics", type=ADDRESS, metavar="tcp://HOST:PORT", callback=tcp_address,
               help="serve Prometheus metrics at http://HOST:PORT/metrics")
+@click.option("--bind-node", is_flag=True,
+              help="with a shared key: store each record under the node name its agent authenticated as, "
+                   "whatever the record says")
+@click.option("--max-connections", type=click.IntRange(1), default=1000, show_default=True,
+              help="more are closed at once (counted); lowered to fit the open-file limit")
+@click.option("--idle-timeout", type=POSITIVE_SECONDS, default=600.0, show_default=True,
+              help="close a connection silent between frames this long (seconds)")
+@click.option("--frame-timeout", type=POSITIVE_SECONDS, default=60.0, show_default=True,
+              help="close a connection whose frame is not whole this long after its first byte (seconds)")
+@click.option("--frame-budget-mb", type=click.IntRange(1), default=256, show_default=True,
+              help="memory for frames being read, all connections together; past it, connections are closed")
 @click.option("--retain", type=DURATION, default="30d", show_default=True,
-              help="delete records older than this; 0 keeps them for ever")
+              help="delete records received longer ago than this; 0 keeps them for ever")
 @click.option("--retain-type", "retain_types", multiple=True, metavar="TYPE=DURATION",
               help="a retention for one record type, e.g. memory_pressure=1d (repeatable)")
 @click.option("--sync", "synchronous", type=click.Choice(("full", "normal")), default="full", show_default=True,
@@ -39,7 +52,8 @@ from tracer.cli.params import ADDRESS, DURATION, shared_key, shared_key_option
               help="a larger frame closes its connection")
 @click.option("-v", "--verbose", is_flag=True, help="log every connection")
 def collect(db: Path, listen, shared_key_file: Path | None, tls_cert: Path | None, tls_key: Path | None,
-            metrics, retain: float, retain_types: tuple[str, ...], synchronous: str, max_frame_mb: int,
+            metrics, bind_node: bool, max_connections: int, idle_timeout: float, frame_timeout: float,
+            frame_budget_mb: int, retain: float, retain_types: tuple[str, ...], synchronous: str, max_frame_mb: int,
             verbose: bool) -> None:
     """Receive records from agents (or stdin) and keep them in SQLite."""
     import asyncio
@@ -49,10 +63,15 @@ def collect(db: Path, listen, shared_key_file: Path | None, tls_cert: Path | Non
     from tracer.forward.wire import Address
 
     if not listen:
-        listen = (Address("stdin"),) if not sys.stdin.isatty() else (Address.parse(defaults.COLLECTOR_LISTEN),)
+        listen = (Address("stdin"),) if _stdin_is_a_stream() else (Address.parse(defaults.COLLECTOR_LISTEN),)
+    key = shared_key(shared_key_file)
+    if bind_node and key is None:
+        raise click.BadParameter("needs a shared key: only an authenticated name can be bound",
+                                 param_hint="--bind-node")
     config = CollectorConfig(
-        db=db, listen=tuple(listen), shared_key=shared_key(shared_key_file), tls_cert=tls_cert, tls_key=tls_key,
-        max_frame=max_frame_mb << 20, synchronous=synchronous,
+        db=db, listen=tuple(listen), shared_key=key, tls_cert=tls_cert, tls_key=tls_key,
+        max_frame=max_frame_mb << 20, synchronous=synchronous, bind_node=bind_node, max_connections=max_connections,
+        idle_timeout=idle_timeout, frame_timeout=frame_timeout, frame_budget=frame_budget_mb << 20,
         retention=Retention(retain or None, _retain_types(retain_types)))
     with _log_to_stderr(logging.INFO if verbose else logging.WARNING):
         try:
@@ -60,10 +79,10 @@ def collect(db: Path, listen, shared_key_file: Path | None, tls_cert: Path | Non
         except Exception as e:
             raise click.ClickException(f"cannot open {db}: {e}") from e
         with collector:  # commits and closes the store on every way out
-            if metrics is not None:
-                collector.metrics.serve(metrics)
             sockets = [a for a in config.listen if a.kind != "stdin"]
             try:
+                if metrics is not None:
+                    _serve_metrics(collector, metrics)
                 if len(sockets) < len(config.listen):
                     stored = collector.ingest(sys.stdin.buffer)
                     click.echo(f"oomtrace collect: {stored} records from stdin", err=True)
@@ -73,6 +92,23 @@ def collect(db: Path, listen, shared_key_file: Path | None, tls_cert: Path | Non
                 raise click.ClickException(str(e)) from e
             except OSError as e:
                 raise click.ClickException(f"cannot listen: {e}") from e
+
+
+def _stdin_is_a_stream() -> bool:
+    """A pipe or a file on stdin is a record stream; a terminal or /dev/null (a service
+    manager's stdin) is not: then the collector listens."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):  # closed, or not a real file (CliRunner's)
+        return not sys.stdin.isatty()
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)
+
+
+def _serve_metrics(collector, address) -> None:
+    try:
+        collector.metrics.serve(address)
+    except OSError as e:
+        raise click.ClickException(f"cannot serve metrics on {address}: {e.strerror or e}") from e
 
 
 @contextlib.contextmanager

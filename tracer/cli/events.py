@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tracer import defaults
-from tracer.cli.params import DURATION
+from tracer.cli.params import DURATION, POSITIVE_SECONDS
 
 
 @click.command()
@@ -20,15 +20,24 @@ from tracer.cli.params import DURATION
 @click.option("--node", help="only records of this node")
 @click.option("--limit", type=click.IntRange(1), default=1000, show_default=True, help="the newest N")
 @click.option("--output", type=click.Choice(("table", "json")), default="table", show_default=True)
-@click.option("--duration", type=float, help="live: stop after this many seconds")
+@click.option("--duration", type=POSITIVE_SECONDS, help="live: stop after this many seconds")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=defaults.CACHE_DIR, show_default=True)
 def events(db: Path | None, since: float | None, until: float | None, types: tuple[str, ...],
            cgroup_prefix: str | None, node: str | None, limit: int, output: str, duration: float | None,
            cache_dir: Path) -> None:
     """Records a collector stored (--db), oldest first; or, live, cAdvisor's container events
     (-t oom, oomKill, containerCreation, containerDeletion) as the kernel reports them."""
+    if since is not None and until is not None and since <= until:
+        raise click.BadParameter(f"--since must reach further back than --until ({since:g} s ≤ {until:g} s ago): "
+                                 "nothing lies between", param_hint="--since")
     if db is not None:
         from tracer.cli.collect import print_stored
+        from tracer.events.records import RECORD_TYPES
+
+        unknown = set(types) - set(RECORD_TYPES)
+        if unknown:
+            raise click.BadParameter(f"{', '.join(sorted(unknown))}: record types are {', '.join(RECORD_TYPES)}",
+                                     param_hint="--type")
 
         print_stored(db, since, until, types, cgroup_prefix, node, limit, output)
         return

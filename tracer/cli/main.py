@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from tracer import defaults
-from tracer.cli.params import ADDRESS, shared_key, shared_key_option
+from tracer.cli.params import ADDRESS, POSITIVE_SECONDS, SECONDS, shared_key, shared_key_option
 from tracer.errors import OomtraceError
 from tracer.events.records import RECORD_TYPES, RecordFilter
 from tracer.events.sinks import FORMATS, make_sink
@@ -30,11 +30,11 @@ def main() -> None:
               help="only records of this type (repeatable); start, lost, error and forward_status always pass")
 @click.option("--cgroup", "cgroup_prefix", metavar="PREFIX",
               help="only records whose cgroup (or OOMing memcg) path starts with PREFIX")
-@click.option("--pressure-interval", type=float, default=defaults.PRESSURE_INTERVAL, show_default=True,
+@click.option("--pressure-interval", type=SECONDS, default=defaults.PRESSURE_INTERVAL, show_default=True,
               help="seconds between memory_pressure summaries; 0 turns reclaim tracing off")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=defaults.CACHE_DIR,
               show_default=True, help="where the header tree generated from BTF is kept")
-@click.option("--duration", type=float, help="stop after this many seconds")
+@click.option("--duration", type=POSITIVE_SECONDS, help="stop after this many seconds")
 @click.option("--node", envvar="NODE_NAME", help="node name in every record  [default: hostname; env NODE_NAME]")
 @click.option("--forward", type=ADDRESS, metavar="tcp://HOST:PORT|unix:PATH",
               help="send records to a collector (oomtrace collect, Fluentd, Fluent Bit) by the Forward protocol")
@@ -46,7 +46,7 @@ def main() -> None:
               default=defaults.SPOOL_DIR, show_default=True,
               help="where chunks wait while the collector is unreachable")
 @click.option("--spool-max-mb", type=click.IntRange(1), default=defaults.SPOOL_MAX_MB, show_default=True)
-@click.option("--stats", "stats_interval", type=float, default=0.0, metavar="SECONDS",
+@click.option("--stats", "stats_interval", type=SECONDS, default=0.0, metavar="SECONDS",
               help="add a container_stats record per container every SECONDS (0: none)")
 def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, pressure_interval: float,
         cache_dir: Path, duration: float | None, node: str | None, forward, shared_key_file: Path | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -23,8 +24,29 @@ class Duration(click.ParamType):
             seconds = float(text[:-1]) * unit if unit else float(text)
         except ValueError:
             seconds = -1.0
-        if seconds < 0:
+        if not 0 <= seconds < math.inf:  # NaN too
             self.fail(f"{value!r} is not a duration like 90s, 15m, 1h or 7d", param, ctx)
+        return seconds
+
+
+class Seconds(click.ParamType):
+    """A finite number of seconds, at least MINIMUM (above it when EXCLUSIVE)."""
+
+    name = "seconds"
+
+    def __init__(self, minimum: float = 0.0, exclusive: bool = False) -> None:
+        self.minimum = minimum
+        self.exclusive = exclusive
+
+    def convert(self, value, param, ctx) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        low_ok = seconds > self.minimum if self.exclusive else seconds >= self.minimum
+        if not (low_ok and seconds < math.inf):
+            bound = f"above {self.minimum:g}" if self.exclusive else f"at least {self.minimum:g}"
+            self.fail(f"{value!r} is not a number of seconds {bound}", param, ctx)
         return seconds
 
 
@@ -41,16 +63,28 @@ class AddressType(click.ParamType):
 
 
 DURATION = Duration()
+SECONDS = Seconds()  # 0 allowed: an interval that turns something off
+POSITIVE_SECONDS = Seconds(exclusive=True)
 ADDRESS = AddressType()
+
+
+def tcp_address(ctx, param, value):
+    """A callback for options that only make sense on TCP (an HTTP listener)."""
+    if value is not None and value.kind != "tcp":
+        raise click.BadParameter(f"{value} is not tcp://HOST:PORT", ctx, param)
+    return value
 
 
 def shared_key(path: Path | None) -> str | None:
     """From --shared-key-file, else $OOMTRACE_SHARED_KEY: never on the command line, where ps shows it."""
     if path is not None:
         try:
-            return path.read_text().strip()
+            key = path.read_text().strip()
         except OSError as e:
             raise click.BadParameter(f"cannot read {path}: {e.strerror}", param_hint="--shared-key-file") from e
+        if not key:  # never "no auth" by accident: a key file that was meant to hold one
+            raise click.BadParameter(f"{path} is empty", param_hint="--shared-key-file")
+        return key
     return os.environ.get("OOMTRACE_SHARED_KEY") or None
 
 

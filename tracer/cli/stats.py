@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import click
 
+from tracer.cli.params import POSITIVE_SECONDS
 from tracer.errors import OomtraceError
 from tracer.stats.interface import Interface
 from tracer.stats.model import EVENT_TYPES, EventRequest, RequestOptions, to_json
@@ -57,7 +58,7 @@ def machine(output: str) -> None:
 @click.command()
 @click.argument("name", default="/")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="everything below NAME too")
-@click.option("--interval", type=float, default=1.0, show_default=True,
+@click.option("--interval", type=POSITIVE_SECONDS, default=1.0, show_default=True,
               help="seconds between the two samples that give the CPU rate")
 @_OUTPUT
 def containers(name: str, recursive: bool, interval: float, output: str) -> None:
@@ -74,7 +75,7 @@ def containers(name: str, recursive: bool, interval: float, output: str) -> None
 
 @click.command()
 @click.argument("name")
-@click.option("--interval", type=float, default=1.0, show_default=True)
+@click.option("--interval", type=POSITIVE_SECONDS, default=1.0, show_default=True)
 @_OUTPUT
 def stats(name: str, interval: float, output: str) -> None:
     """One container's spec and latest stats (info/v1 ContainerInfo with --output json)."""

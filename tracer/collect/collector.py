@@ -4,8 +4,13 @@ SQLite out.
 A connection reads frames and hands them to the one writer thread, which decodes them and
 puts whatever is waiting into one transaction (group commit: many agents cost one fsync per
 round, not one per chunk). Each chunk is acked, in order, only once it is committed. A bad
-frame closes its own connection with a logged reason, after acking what came before it;
-other connections and stored records are untouched.
+frame closes its own connection at once with a logged reason, after acking what came before
+it; other connections and stored records are untouched.
+
+Facing a network, it bounds what peers can hold: connections (a cap, past which they are
+closed at once), time (a handshake timeout, an idle timeout, and a deadline for a frame
+once its first byte arrived), memory (one budget for the bytes of frames read and not yet
+stored, over all connections) and its log (repeated lines are counted, not written).
 
 Closing: `await collector.aclose()` in the event loop that serves the sockets (it stops
 listening, ends the connections, then closes the writer); `collector.close()`, or the end of
@@ -17,26 +22,29 @@ the writer is closed once, after everything submitted to it is committed.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import errno
 import ipaddress
 import logging
 import os
-import queue
+import resource
 import select
 import socket
 import sqlite3
 import ssl
-import threading
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, NamedTuple, Union
+from typing import BinaryIO
 
 import msgpack
 
 from tracer import defaults
 from tracer.collect import store
+from tracer.collect.acks import Acks
+from tracer.collect.limits import FrameBudget, LogLimiter
 from tracer.collect.metrics import Metrics
+from tracer.collect.writer import Writer
 from tracer.forward import wire
 
 log = logging.getLogger("oomtrace.collect")
@@ -58,106 +66,11 @@ class CollectorConfig:
     expire_interval: float = 60.0
     batch_rows: int = 50_000  # at most this many rows in one transaction
     pipeline_depth: int = 8  # frames a connection may have waiting for their commit
-
-
-_Work = Union[list[store.Row], Callable[[], tuple[list[store.Row], object]]]
-
-
-class _Job(NamedTuple):
-    work: _Work  # rows, or a callable that decodes them in the writer's thread
-    future: concurrent.futures.Future
-
-
-class Writer:
-    """The store's only thread. submit() returns a future that is done once the rows are committed."""
-
-    def __init__(self, config: CollectorConfig, metrics: Metrics) -> None:
-        self.config = config
-        self.metrics = metrics
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._lock = threading.Lock()  # no job is queued behind the stop
-        self._closed = False
-        self._ready = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._run, name="oomtrace-store", daemon=True)
-        self._thread.start()
-        self._ready.result()  # the database opened, or its error raised here
-
-    def submit(self, rows: _Work) -> concurrent.futures.Future:
-        """Store ROWS, or what a callable decodes in this thread (then the future's result is the
-        callable's second value: the chunk to ack). Decoding here, beside the inserts, keeps the
-        event loop's thread and this one from trading the GIL back and forth for every frame.
-        RuntimeError once the writer is closed."""
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the collector's writer is closed")
-            self._queue.put(_Job(rows, future))
-        return future
-
-    def close(self) -> None:
-        """Commit what was submitted, close the database and end the thread. Idempotent."""
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        try:
-            db = store.Store(self.config.db, self.config.synchronous)
-        except Exception as e:  # noqa: BLE001 - handed to the opener
-            self._ready.set_exception(e)
-            return
-        self._ready.set_result(None)
-        next_expire = 0.0
-        try:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    return
-                batch = [item]
-                size = _size(item.work)
-                while size < self.config.batch_rows:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        self._queue.put(None)  # finish this round first
-                        break
-                    batch.append(item)
-                    size += _size(item.work)
-                self._commit(db, batch)
-                if time.monotonic() >= next_expire:
-                    self.metrics.expired.inc(db.expire(self.config.retention))
-                    next_expire = time.monotonic() + self.config.expire_interval
-        finally:
-            db.close()
-
-    def _commit(self, db: store.Store, batch: list[_Job]) -> None:
-        ready, results = [], []
-        for work, future in batch:
-            if callable(work):
-                try:
-                    rows, result = work()
-                except Exception as e:  # noqa: BLE001 - that frame's connection closes; the rest go on
-                    future.set_exception(e if isinstance(e, wire.WireError) else
-                                         wire.WireError(f"cannot decode the frame: {type(e).__name__}: {e}"))
-                    continue
-            else:
-                rows, result = work, None
-            ready.append(rows)
-            results.append((future, result))
-        try:
-            added = db.add([row for rows in ready for row in rows])
-        except Exception as e:  # noqa: BLE001 - each waiter gets the error; nothing is acked
-            log.error("store: %s", e)
-            for future, _ in results:
-                future.set_exception(e)
-            return
-        self.metrics.count_added(added)
-        for future, result in results:
-            future.set_result(result)
+    max_connections: int = 1000  # lowered to fit the descriptor limit
+    idle_timeout: float = 600.0  # a connection silent between frames this long is closed
+    frame_timeout: float = 60.0  # a frame must be whole this long after its first byte
+    frame_budget: int = 256 << 20  # bytes of frames read and not yet stored, all connections together
+    bind_node: bool = False  # with a shared key: a record's node is its connection's authenticated name
 
 
 class Collector:
@@ -165,11 +78,17 @@ class Collector:
     front of one Writer. A context manager: leaving `with` calls close()."""
 
     def __init__(self, config: CollectorConfig, metrics: Metrics | None = None) -> None:
+        if config.shared_key is not None and not config.shared_key:
+            raise ValueError("the shared key is empty")
         self.config = config
         self.metrics = metrics or Metrics()
         self._ssl = _server_tls(config) if config.tls_cert else None  # before the thread: a bad cert leaks none
-        self.writer = Writer(config, self.metrics)
+        self.writer = Writer(config.db, config.synchronous, config.retention, self.metrics,
+                             config.batch_rows, config.expire_interval)
         self.addresses: list[wire.Address] = []  # where it listens, ports resolved
+        self.max_connections = config.max_connections
+        self.budget = FrameBudget(config.frame_budget)
+        self._log = LogLimiter(log)
         self._servers: list[asyncio.AbstractServer] = []
         self._handlers: set[asyncio.Task] = set()
         self._closing = False  # connections stop acking
@@ -203,6 +122,8 @@ class Collector:
     # --- sockets ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Listen on every configured address. OSError says why one cannot be used."""
+        self.max_connections = min(self.config.max_connections, _descriptors() - 64)
         for addr in self.config.listen:
             if addr.kind == "tcp":
                 server = await asyncio.start_server(self._connection, addr.host, addr.port, ssl=self._ssl)
@@ -212,7 +133,7 @@ class Collector:
                     log.warning("listening on %s without a shared key: anyone who reaches it can write",
                                 self.addresses[-1])
             elif addr.kind == "unix":
-                Path(addr.path).unlink(missing_ok=True)
+                _remove_stale_socket(addr.path)
                 server = await asyncio.start_unix_server(self._connection, addr.path)
                 os.chmod(addr.path, 0o660)
                 self.addresses.append(addr)
@@ -239,99 +160,145 @@ class Collector:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer(writer)
+        if len(self._handlers) >= self.max_connections:
+            self.metrics.refused.labels("cap").inc()
+            self._log(logging.WARNING, "cap", "%s: refused: %d connections are open (the cap)", peer,
+                      len(self._handlers))
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
+        assert task is not None
         self._handlers.add(task)
         self.metrics.connections.inc()
-        up = wire.unpacker(self.config.max_frame)
-        acks = _Acks(writer, self.config.pipeline_depth)
-        fed = done = 0  # bytes received; bytes up to the end of the last whole frame
+        conn = _Connection(reader, writer, peer, wire.unpacker(self.config.max_frame))
+        conn.acks = Acks(writer, self.config.pipeline_depth, lambda: conn.reading and task.cancel())
         try:
-            node = peer
+            node, bound = _host(peer), None
             if self.config.shared_key is not None:
-                node, fed, done = await asyncio.wait_for(self._handshake(reader, writer, up, peer),
-                                                         self.config.handshake_timeout)
-            while True:
-                for frame in wire.frames(up):
-                    done = up.tell()
-                    await self._frame(frame, acks, node)
-                data = await reader.read(1 << 16)
-                if not data:
-                    if done != fed:
-                        raise wire.WireError(f"connection closed inside a frame ({fed - done} bytes)")
-                    return
-                up.feed(data)
-                fed += len(data)
-        except wire.AuthError as e:
-            self._reject(peer, "auth", e)
-        except asyncio.TimeoutError:
-            self._reject(peer, "auth", "no PING within the handshake timeout")
-        except msgpack.BufferFull:
-            self._reject(peer, "oversized", f"a frame exceeds {self.config.max_frame} bytes")
-        except wire.WireError as e:
-            self._reject(peer, "invalid", e)
-        except (ConnectionError, ssl.SSLError) as e:
-            log.info("%s: connection lost: %s", peer, e)
-        except sqlite3.Error as e:  # e.g. a full disk: nothing is acked, so the agent resends
-            self._reject(peer, "store", f"cannot store: {e}")
+                node = await asyncio.wait_for(self._handshake(conn), self.config.handshake_timeout)
+                bound = node if self.config.bind_node else None
+            await self._frames(conn, node, bound)
+        except asyncio.CancelledError:
+            if conn.acks.error is None:
+                raise  # the collector is closing; otherwise a frame failed and _close says which
+        except Exception as e:  # noqa: BLE001 - every reason closes this connection alone
+            self._fail(peer, e)
         finally:
-            await self._close(peer, acks, writer, task)
+            await self._close(conn, task)
 
-    async def _close(self, peer: str, acks: _Acks, writer: asyncio.StreamWriter, task) -> None:
+    async def _frames(self, conn: _Connection, node: str, bound: str | None) -> None:
+        started = 0.0  # when the frame being read got its first byte
+        while True:
+            for frame in wire.frames(conn.up):
+                size, conn.done = conn.up.tell() - conn.done, conn.up.tell()
+                await self._frame(conn, frame, size, node, bound)
+            if conn.fed == conn.done:
+                timeout, what = self.config.idle_timeout, "idle"
+            else:
+                started = started or time.monotonic()
+                timeout, what = started + self.config.frame_timeout - time.monotonic(), "slow"
+            data = await self._read(conn, timeout, what)
+            if not data:
+                if conn.done != conn.fed:
+                    raise wire.WireError(f"connection closed inside a frame ({conn.fed - conn.done} bytes)")
+                return
+            conn.up.feed(data)
+            if conn.fed == conn.done + len(data):
+                started = time.monotonic()
+
+    async def _read(self, conn: _Connection, timeout: float, what: str) -> bytes:
+        try:
+            data = await asyncio.wait_for(conn.reader.read(1 << 16), max(timeout, 0.0))
+        except asyncio.TimeoutError:
+            raise _Timeout(what, {"idle": f"no frame for {self.config.idle_timeout:.0f} s",
+                                  "auth": "no PING within the handshake timeout"}.get(
+                what, f"a frame not whole {self.config.frame_timeout:.0f} s after it started")) from None
+        if not self.budget.take(len(data)):
+            self.metrics.refused.labels("memory").inc()
+            raise _Timeout("memory", f"the {self.config.frame_budget >> 20} MiB budget for frames being read "
+                           "is spent; try again later")
+        conn.fed += len(data)
+        conn.held += len(data)
+        self.metrics.frame_bytes.set(self.budget.used)
+        return data
+
+    async def _close(self, conn: _Connection, task: asyncio.Task) -> None:
         """Ack what was committed before the end (even of a connection closed for bad input),
         unless the collector itself is closing; then close."""
+        conn.reading = False  # a frame failing from now on must not cancel this
         try:
             if self._closing:
-                acks.cancel()
+                conn.acks.cancel()
             else:
-                await acks.finish()
-        except sqlite3.Error as e:
-            self._reject(peer, "store", f"cannot store: {e}")
-        except wire.WireError as e:  # decoded in the writer's thread, after the reader moved on
-            self._reject(peer, "invalid", e)
+                await conn.acks.finish()
         except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
             pass
+        except Exception as e:  # noqa: BLE001 - found by the writer, after the reader moved on
+            self._fail(conn.peer, e)
         finally:
+            self._release(conn, conn.held - conn.given)  # the partial frame; frames in flight give their own
+            conn.held = conn.given
             self._handlers.discard(task)
             self.metrics.connections.dec()
-            writer.close()
+            conn.writer.close()
 
-    async def _handshake(self, reader, writer, up, peer: str) -> tuple[str, int, int]:
+    def _release(self, conn: _Connection, n: int) -> None:
+        self.budget.give(n)
+        self.metrics.frame_bytes.set(self.budget.used)
+
+    async def _handshake(self, conn: _Connection) -> str:
         key = self.config.shared_key
+        assert key is not None
         nonce = os.urandom(16)
-        writer.write(wire.helo(nonce))
-        await writer.drain()
-        fed = 0
-        frame = next(wire.frames(up), _NOTHING)
+        conn.writer.write(wire.helo(nonce))
+        await conn.writer.drain()
+        frame = next(wire.frames(conn.up), _NOTHING)
         while frame is _NOTHING:
-            data = await reader.read(1 << 16)
+            data = await self._read(conn, self.config.handshake_timeout, "auth")
             if not data:
                 raise wire.AuthError("closed during the handshake")
-            up.feed(data)
-            fed += len(data)
-            frame = next(wire.frames(up), _NOTHING)
+            conn.up.feed(data)
+            frame = next(wire.frames(conn.up), _NOTHING)
+        size, conn.done = conn.up.tell(), conn.up.tell()
+        conn.given += size
+        self._release(conn, size)
         try:
             hostname, salt = wire.read_ping(frame, nonce, key)
         except wire.AuthError as e:
-            writer.write(wire.pong(False, str(e), self.config.hostname, b"", nonce, key))
-            await writer.drain()
+            conn.writer.write(wire.pong(False, str(e), self.config.hostname, b"", nonce, key))
+            await conn.writer.drain()
             raise
-        writer.write(wire.pong(True, "", self.config.hostname, salt, nonce, key))
-        await writer.drain()
-        log.info("%s: authenticated as %s", peer, hostname)
-        return hostname, fed, up.tell()
+        conn.writer.write(wire.pong(True, "", self.config.hostname, salt, nonce, key))
+        await conn.writer.drain()
+        self._log(logging.INFO, "auth-ok", "%s: authenticated as %s", conn.peer, hostname)
+        return hostname
 
-    async def _frame(self, frame: object, acks: _Acks, node: str) -> None:
+    async def _frame(self, conn: _Connection, frame: object, size: int, node: str, bound: str | None) -> None:
         def decode() -> tuple[list[store.Row], str | None]:  # runs in the writer's thread
             message = wire.decode(frame, self.config.max_frame)
-            rows = store.rows(message, time.time(), node)
+            rows = store.rows(message, time.time(), node, bound)
             self.metrics.count_received(rows)
+            if bound is not None:
+                self._count_rebound(message, bound)
             return rows, message.chunk
 
-        await acks.add(self.writer.submit(decode))
+        conn.given += size
+        future = self.writer.submit(decode)
+        future.add_done_callback(lambda _: self._release(conn, size))  # the writer's thread: a lock inside
+        await conn.acks.add(future)
 
-    def _reject(self, peer: str, reason: str, detail: object) -> None:
+    def _count_rebound(self, message: wire.Message, bound: str) -> None:
+        claims = sum(1 for entry in message.entries if entry.record.get("node") not in (None, bound))
+        if claims:
+            self.metrics.node_mismatch.inc(claims)
+
+    def _fail(self, peer: str, e: BaseException) -> None:
+        reason, detail = _reason(e, self.config.max_frame)
+        if reason == "lost":
+            self._log(logging.INFO, "lost", "%s: connection lost: %s", peer, detail)
+            return
         self.metrics.rejected.labels(reason).inc()
-        log.warning("%s: closing the connection: %s", peer, detail)
+        self._log(logging.WARNING, reason, "%s: closing the connection: %s", peer, detail)
 
     # --- stdin --------------------------------------------------------------------------
 
@@ -357,8 +324,8 @@ class Collector:
                         start, offset = offset, up.tell()
                         if not isinstance(record, dict):
                             skipped += 1
-                            log.warning("stdin: byte %d: a %s, not a record map; skipped", start,
-                                        type(record).__name__)
+                            self._log(logging.WARNING, "stdin", "stdin: byte %d: a %s, not a record map; skipped",
+                                      start, type(record).__name__)
                             continue
                         rows.append(_stdin_row(record))
                 except (ValueError, TypeError, msgpack.UnpackException) as e:
@@ -377,59 +344,53 @@ class Collector:
 
     def _store(self, rows: list[store.Row]) -> int:
         if rows:
-            self.metrics.count_received(rows)
-            self.writer.submit(rows).result()
+            def counted() -> tuple[list[store.Row], None]:  # metrics are the writer thread's
+                self.metrics.count_received(rows)
+                return rows, None
+
+            self.writer.submit(counted).result()
         return len(rows)
 
 
-def _size(work: _Work) -> int:
-    return 1000 if callable(work) else len(work)  # a frame's rows are counted once decoded
+@dataclass(eq=False)
+class _Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    peer: str
+    up: msgpack.Unpacker
+    acks: Acks = field(init=False)
+    reading: bool = True  # a failed frame cancels the reading task (it closes at once)
+    fed: int = 0  # bytes received
+    done: int = 0  # bytes up to the end of the last whole frame
+    held: int = 0  # bytes taken from the frame budget
+    given: int = 0  # of those, the bytes whose release is arranged (frames submitted, the handshake)
 
 
-class _Acks:
-    """One connection's acks, sent in order, each once its frame is committed. The connection
-    goes on reading and decoding while earlier frames commit, at most DEPTH frames ahead, so
-    an agent with several chunks in flight keeps the writer busy. After a frame fails (bad
-    input, a store error) nothing more is acked; the error is raised once, by add() or finish()."""
+class _Timeout(Exception):
+    """A connection that held a resource too long (or when none was left): its reason and why."""
 
-    def __init__(self, writer: asyncio.StreamWriter, depth: int) -> None:
-        self.writer = writer
-        self.queue: asyncio.Queue = asyncio.Queue(depth)
-        self.error: BaseException | None = None
-        self._raised = False
-        self.task = asyncio.ensure_future(self._run())
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
-    async def add(self, committed: concurrent.futures.Future) -> None:
-        """COMMITTED's result is the chunk to ack (None: the sender wants no ack)."""
-        self._raise()
-        await self.queue.put(committed)
 
-    async def finish(self) -> None:
-        await self.queue.put(None)
-        await self.task
-        self._raise()
-
-    def cancel(self) -> None:
-        self.task.cancel()
-
-    def _raise(self) -> None:
-        if self.error is not None and not self._raised:
-            self._raised = True
-            raise self.error
-
-    async def _run(self) -> None:
-        while (committed := await self.queue.get()) is not None:
-            try:
-                chunk = await asyncio.wrap_future(committed)
-            except (wire.WireError, sqlite3.Error) as e:
-                self.error = self.error or e
-                continue
-            if chunk is not None and self.error is None:
-                try:
-                    self.writer.write(wire.ack(chunk))
-                    await self.writer.drain()
-                except (ConnectionError, ssl.SSLError) as e:  # the agent went away: it resends
-                    self.error = e
+def _reason(e: BaseException, max_frame: int) -> tuple[str, str]:
+    """A failed connection's reason (a metric label) and what to log."""
+    if isinstance(e, _Timeout):
+        return e.reason, str(e)
+    if isinstance(e, asyncio.TimeoutError):
+        return "auth", "no PING within the handshake timeout"
+    if isinstance(e, wire.AuthError):
+        return "auth", str(e)
+    if isinstance(e, msgpack.BufferFull):
+        return "oversized", f"a frame exceeds {max_frame} bytes"
+    if isinstance(e, wire.WireError):
+        return "invalid", str(e)
+    if isinstance(e, (ConnectionError, ssl.SSLError)):
+        return "lost", str(e)
+    if isinstance(e, sqlite3.Error):  # e.g. a full disk: nothing is acked, so the agent resends
+        return "store", f"cannot store: {e}"
+    return "error", f"{type(e).__name__}: {e}"
 
 
 class IngestError(Exception):
@@ -443,6 +404,44 @@ def _stdin_row(record: dict) -> store.Row:
     message = wire.Message(f"oomtrace.{record.get('type', 'record')}", [wire.Entry(stamp, record, body)], None)
     (row,) = store.rows(message, time.time())
     return row
+
+
+def _descriptors() -> int:
+    """The soft limit on open files, raised to the hard one: each connection holds one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Make room for a unix socket at PATH: only a socket nobody listens on is removed."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(errno.EEXIST, f"{path} exists and is not a socket; not replacing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)  # stale: its listener is gone
+        return
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, f"another process listens on {path}")
+
+
+def _host(peer: str) -> str:
+    """A peer's name without the port: the node of records that name none (one per host, not
+    one per connection)."""
+    host, sep, port = peer.rpartition(":")
+    return host if sep and port.isdigit() and not peer.startswith("unix:") else peer
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -1,8 +1,11 @@
-"""The collector's store: SQLite in WAL mode, one row per record, keyed by the record's id.
+"""The collector's store: SQLite in WAL mode, one row per record, keyed by its node and id.
 
 A record's msgpack bytes are kept as received; the columns beside them are what queries
-filter on. Inserting an id that is already stored does nothing, so a resent chunk never
-duplicates. One Store (the writer) belongs to one thread (sqlite3's rule); readers open a
+filter on. Inserting a (node, id) that is already stored does nothing, so a resent chunk
+never duplicates, and one node cannot take another's id. The columns are what the collector
+trusts: a record's time outside [2000, now + 10 min] (its clock, or a lie) is stored as the
+receive time and flagged; text that is not UTF-8 is stored escaped (the body keeps it as
+sent); retention runs on the receive time. One Store (the writer) belongs to one thread (sqlite3's rule); readers open a
 StoreReader of their own, which never writes to the database or its directory.
 
 Both are context managers, and close() on either may be called more than once.
@@ -18,7 +21,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgpack
 
@@ -29,33 +32,47 @@ class Row(NamedTuple):
     """One record as stored: the columns of the records table, in their order."""
 
     id: str
-    time: float
+    time: float  # the record's time, or the receive time when that is not believable (flags)
     received: float
-    node: str | None
+    node: str  # "" when neither the record nor its connection names one
     type: str | None
     cgroup: str | None
     memcg: str | None
     tag: str
+    flags: int  # TIME_CLAMPED
     body: bytes  # msgpack of [time, record], as received
 
 
-_SCHEMA = """
+TIME_CLAMPED = 1  # the record's own time was NaN, before 2000 or too far ahead: `time` is when it arrived
+EARLIEST = 946684800.0  # 2000-01-01: no oomtrace record is older
+FUTURE_SKEW = 600.0  # a clock this far ahead of the collector's is believed
+TEXT_COLUMNS = ("id", "node", "type", "cgroup", "memcg", "tag")
+
+
+SCHEMA_VERSION = 2  # PRAGMA user_version. 1 (0 on disk): id alone was unique, no flags
+_TABLE = """
 CREATE TABLE IF NOT EXISTS records (
-    id TEXT NOT NULL UNIQUE,
+    id TEXT NOT NULL,
     time REAL NOT NULL,
     received REAL NOT NULL,
-    node TEXT,
+    node TEXT NOT NULL,
     type TEXT,
     cgroup TEXT,
     memcg TEXT,
     tag TEXT NOT NULL,
-    body BLOB NOT NULL
+    flags INTEGER NOT NULL DEFAULT 0,
+    body BLOB NOT NULL,
+    UNIQUE(node, id)
 );
+"""
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS records_time ON records(time);
 CREATE INDEX IF NOT EXISTS records_type_time ON records(type, time);
+CREATE INDEX IF NOT EXISTS records_received ON records(received);
 """
-_INSERT = (f"INSERT OR IGNORE INTO records({', '.join(Row._fields)})"
-           f" VALUES ({', '.join('?' * len(Row._fields))})")
+# Only a resend is ignored: OR IGNORE would also swallow a NOT NULL failure and ack a record never stored.
+_INSERT = (f"INSERT INTO records({', '.join(Row._fields)}) VALUES ({', '.join('?' * len(Row._fields))})"
+           " ON CONFLICT(node, id) DO NOTHING")
 SYNC_MODES = ("full", "normal")
 
 
@@ -63,27 +80,58 @@ SYNC_MODES = ("full", "normal")
 class Added:
     stored: int = 0
     duplicates: int = 0
-    new: list[dict] = field(default_factory=list)  # newly stored oom_kill / forward_status records
+    new: list[tuple[str, dict]] = field(default_factory=list)  # (node column, record): new oom_kill/forward_status
 
 
 _WATCHED = ("oom_kill", "forward_status")  # records the collector's metrics look into
 
 
-def rows(message: Message, received: float, peer: str | None = None) -> list[Row]:
+def rows(message: Message, received: float, peer: str = "", bound_node: str | None = None) -> list[Row]:
     """Table rows for a message's entries. A record without an id (from another producer)
-    gets one from its content, so that its resends are recognised too."""
+    gets one from its content, so that its resends are recognised too. A record without a
+    node is PEER's; with BOUND_NODE every record is that node's, whatever it says."""
     out: list[Row] = []
     append = out.append
     tag = message.tag
+    latest = received + FUTURE_SKEW
     new = tuple.__new__  # Row(...) would run namedtuple's __new__ in Python: ~0.1 µs a row more
     for stamp, rec, raw in message.entries:  # hot: plain type checks, no helper calls
         rid, node, kind = rec.get("id"), rec.get("node"), rec.get("type")
         cgroup, memcg = rec.get("cgroup"), rec.get("memcg")
-        append(new(Row, (rid if type(rid) is str else _content_id(tag, stamp, raw), stamp, received,
-                         node if type(node) is str else peer, kind if type(kind) is str else None,
-                         cgroup if type(cgroup) is str else None, memcg if type(memcg) is str else None,
-                         tag, raw)))
+        if type(rid) is not str:
+            rid = _content_id(tag, stamp, raw)
+        flags = 0
+        if not EARLIEST <= stamp <= latest:  # NaN fails this too; an int past 2^63 cannot be bound
+            stamp, flags = received, TIME_CLAMPED
+        append(new(Row, (rid, stamp, received,
+                         bound_node if bound_node is not None else node if type(node) is str else peer,
+                         kind if type(kind) is str else None, cgroup if type(cgroup) is str else None,
+                         memcg if type(memcg) is str else None, tag, flags, raw)))
     return out
+
+
+def text(value: str) -> str:
+    """VALUE as valid UTF-8 text: the bytes that were not (surrogate escapes) as \\xNN, any other
+    lone surrogate as \\uNNNN. What SQLite and a metrics label can hold; the body keeps the bytes."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return "".join(_char(c) for c in value)
+
+
+def _char(c: str) -> str:
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}" if 0xD800 <= code <= 0xDFFF else c
+
+
+def storable(row: Row) -> Row:
+    """ROW with every text column valid UTF-8 (see text())."""
+    fixed: dict[str, Any] = {name: text(value) for name in TEXT_COLUMNS
+                             if isinstance(value := getattr(row, name), str)}
+    return row._replace(**fixed)
 
 
 def _content_id(tag: str, stamp: float, raw: bytes) -> str:
@@ -107,17 +155,26 @@ class _Database:
         (n,) = self.db.execute("SELECT count(*) FROM records").fetchone()
         return n
 
+    _flags = "flags"  # a reader of a version 1 store has "0" here
+
     def query(self, q: Query) -> Iterator[dict]:
-        """Records matching Q, oldest first (the newest LIMIT of them when a limit is set)."""
+        """Records matching Q, oldest first (the newest LIMIT of them when a limit is set). A
+        record whose time was not believed has the receive time as `time`, what it said as
+        `time_sent`, and `time_clamped: true`."""
         where, args = q.where()
-        sql = f"SELECT node, tag, body FROM records{where} ORDER BY time DESC, rowid DESC"
+        sql = f"SELECT node, tag, time, {self._flags}, body FROM records{where} ORDER BY time DESC, rowid DESC"
         if q.limit is not None:
             sql += f" LIMIT {int(q.limit)}"
         found = self.db.execute(sql, args).fetchall()
-        for node, tag, body in reversed(found):
+        for node, tag, stamp, flags, body in reversed(found):
             record = _record(body)
-            record.setdefault("node", node)
+            if node:
+                record.setdefault("node", node)
             record.setdefault("tag", tag)
+            if flags & TIME_CLAMPED:
+                record["time_sent"] = record.get("time")
+                record["time"] = stamp
+                record["time_clamped"] = True
             yield record
 
     def close(self) -> None:
@@ -143,50 +200,95 @@ class Store(_Database):
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self.db.execute("PRAGMA cache_size=-32768")  # 32 MiB: the indexes of a busy day stay cached
-            self.db.executescript(_SCHEMA)
+            self._schema()
         except BaseException:
             self.db.close()
             raise
 
+    def _schema(self) -> None:
+        (version,) = self.db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise NotAStore(f"written by a newer oomtrace (store version {version}; this one knows {SCHEMA_VERSION})")
+        old = version < SCHEMA_VERSION and bool(_columns(self.db))
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if old:  # a version 1 store: ids were unique across nodes; copied once into the new table
+                _check_schema(self.db, Row._fields[:-2] + ("body",))
+                for statement in ("DROP INDEX IF EXISTS records_time", "DROP INDEX IF EXISTS records_type_time",
+                                  "ALTER TABLE records RENAME TO records_v1"):  # executescript would commit
+                    self.db.execute(statement)
+            self.db.execute(_TABLE)
+            if old:
+                self.db.execute("INSERT INTO records(id, time, received, node, type, cgroup, memcg, tag, body) "
+                                "SELECT id, time, received, coalesce(node, ''), type, cgroup, memcg, tag, body "
+                                "FROM records_v1")
+                self.db.execute("DROP TABLE records_v1")
+            for statement in filter(str.strip, _INDEXES.split(";")):
+                self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        _check_schema(self.db)
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:  # SQLite has already rolled back after e.g. SQLITE_FULL
+            self.db.execute("ROLLBACK")
+
     def add(self, batch: list[Row]) -> Added:
-        """Insert in one transaction; committed when this returns."""
+        """Insert in one transaction; committed when this returns. Text that SQLite cannot take
+        (not UTF-8) is escaped first (the rare path: tried only when the plain insert fails)."""
+        try:
+            return self._add(batch)
+        except UnicodeEncodeError:
+            return self._add([storable(row) for row in batch])
+
+    def _add(self, batch: list[Row]) -> Added:
         result = Added()
         before = self.db.total_changes
         self.db.execute("BEGIN IMMEDIATE")
         try:
             watched = [row for row in batch if row.type in _WATCHED]
             if watched:  # which of these are new: asked once per batch, not row by row
-                stored = self._existing([row.id for row in watched])
+                stored = self._existing([(row.node, row.id) for row in watched])
                 for row in watched:
-                    if row.id not in stored:
-                        stored.add(row.id)
-                        result.new.append(_record(row.body))
+                    if (row.node, row.id) not in stored:
+                        stored.add((row.node, row.id))
+                        result.new.append((row.node, _record(row.body)))
             self.db.executemany(_INSERT, map(tuple, batch))  # sqlite3 binds a plain tuple's items faster
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
         result.stored = self.db.total_changes - before
         result.duplicates = len(batch) - result.stored
         return result
 
-    def _existing(self, ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        for i in range(0, len(ids), 500):  # SQLite's limit on bound variables
-            part = ids[i:i + 500]
-            found.update(rid for (rid,) in self.db.execute(
-                f"SELECT id FROM records WHERE id IN ({','.join('?' * len(part))})", part))
+    def _existing(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (node, id) pairs are stored, asked node by node: the unique index leads with node."""
+        by_node: dict[str, list[str]] = {}
+        for node, rid in keys:
+            by_node.setdefault(node, []).append(rid)
+        found: set[tuple[str, str]] = set()
+        for node, ids in by_node.items():
+            for i in range(0, len(ids), 500):  # SQLite's limit on bound variables
+                part = ids[i:i + 500]
+                found.update(self.db.execute(
+                    f"SELECT node, id FROM records WHERE node = ? AND id IN ({','.join('?' * len(part))})",
+                    (node, *part)))
         return found
 
     def expire(self, retention: Retention, now: float | None = None) -> int:
-        """Delete what is older than its type's retention; returns how many rows went."""
+        """Delete what arrived longer ago than its type's retention (by the receive time: a
+        record's own time is the sender's word); returns how many rows went."""
         now = time.time() if now is None else now
         before = self.db.total_changes
         for kind, age in retention.per_type.items():
-            self.db.execute("DELETE FROM records WHERE type = ? AND time < ?", (kind, now - age))
+            self.db.execute("DELETE FROM records WHERE type = ? AND received < ?", (kind, now - age))
         if retention.default is not None:
             others = ",".join("?" * len(retention.per_type))
-            self.db.execute(f"DELETE FROM records WHERE time < ? AND coalesce(type, '') NOT IN ({others})",
+            self.db.execute(f"DELETE FROM records WHERE received < ? AND coalesce(type, '') NOT IN ({others})",
                             (now - retention.default, *retention.per_type))
         return self.db.total_changes - before
 
@@ -210,7 +312,11 @@ class StoreReader(_Database):
         self.path = str(path)
         self.db = sqlite3.connect(_readonly_uri(self.path), uri=True, isolation_level=None, timeout=30)
         try:
-            _check_schema(self.db)
+            if "flags" not in _columns(self.db):
+                _check_schema(self.db, Row._fields[:-2] + ("body",))  # version 1: nothing was clamped
+                self._flags = "0"
+            else:
+                _check_schema(self.db)
         except BaseException:
             self.db.close()
             raise
@@ -223,11 +329,15 @@ def _readonly_uri(path: str) -> str:
     return uri
 
 
-def _check_schema(db: sqlite3.Connection) -> None:
-    columns = {name for _cid, name, *_ in db.execute("PRAGMA table_info(records)")}
+def _columns(db: sqlite3.Connection) -> set[str]:
+    return {name for _cid, name, *_ in db.execute("PRAGMA table_info(records)")}
+
+
+def _check_schema(db: sqlite3.Connection, fields: tuple[str, ...] = Row._fields) -> None:
+    columns = _columns(db)
     if not columns:
         raise NotAStore("not a database of oomtrace collect: it has no records table")
-    missing = set(Row._fields) - columns
+    missing = set(fields) - columns
     if missing:
         raise NotAStore(f"not a database of oomtrace collect: its records table lacks {', '.join(sorted(missing))}")
 
