@@ -210,7 +210,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="oomtrace-soak-"))
     disk = work / "disk"
     disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(disk)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2g", "tmpfs", str(disk)], check=True)
     try:
         return soak(args, work, disk)
     finally:

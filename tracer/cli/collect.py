@@ -58,7 +58,8 @@ def collect(db: Path, listen, shared_key_file: Path | None, tls_cert: Path | Non
     """Receive records from agents (or stdin) and keep them in SQLite."""
     import asyncio
 
-    from tracer.collect.collector import Collector, CollectorConfig, IngestError
+    from tracer.collect.collector import Collector, CollectorConfig
+    from tracer.collect.stdin import IngestError
     from tracer.collect.store import Retention
     from tracer.forward.wire import Address
 

@@ -27,7 +27,6 @@ import ipaddress
 import logging
 import os
 import resource
-import select
 import socket
 import sqlite3
 import ssl
@@ -40,7 +39,7 @@ from typing import BinaryIO
 import msgpack
 
 from tracer import defaults
-from tracer.collect import store
+from tracer.collect import stdin, store
 from tracer.collect.acks import Acks
 from tracer.collect.limits import FrameBudget, LogLimiter
 from tracer.collect.metrics import Metrics
@@ -305,51 +304,8 @@ class Collector:
     def ingest(self, stream: BinaryIO, flush_seconds: float = 0.2, batch: int = 5000) -> int:
         """Store the records of a `oomtrace run -o msgpack` stream until EOF; returns how many
         arrived. What came before a garbled byte is stored; then IngestError says where."""
-        fd = stream.fileno()
-        up = msgpack.Unpacker(raw=False, unicode_errors="surrogateescape", strict_map_key=False,
-                              max_buffer_size=self.config.max_frame)
-        rows: list[store.Row] = []
-        total = skipped = 0
-        offset = fed = 0
-        eof = False
-        while not eof:
-            ready, _, _ = select.select([fd], [], [], flush_seconds)
-            if ready:
-                data = os.read(fd, 1 << 16)
-                eof = not data
-                fed += len(data)
-                try:
-                    up.feed(data)
-                    for record in up:
-                        start, offset = offset, up.tell()
-                        if not isinstance(record, dict):
-                            skipped += 1
-                            self._log(logging.WARNING, "stdin", "stdin: byte %d: a %s, not a record map; skipped",
-                                      start, type(record).__name__)
-                            continue
-                        rows.append(_stdin_row(record))
-                except (ValueError, TypeError, msgpack.UnpackException) as e:
-                    self._store(rows)
-                    raise IngestError(f"stdin: byte {offset} is not msgpack ({e}); "
-                                      f"{total + len(rows)} records before it are stored") from None
-            if rows and (not ready or eof or len(rows) >= batch):
-                total += self._store(rows)
-                rows = []
-        if skipped:
-            log.warning("stdin: %d objects were not record maps", skipped)
-        if fed != offset:
-            raise IngestError(f"stdin ended inside a record ({fed - offset} bytes after byte {offset}); "
-                              f"the {total} records before it are stored")
-        return total
-
-    def _store(self, rows: list[store.Row]) -> int:
-        if rows:
-            def counted() -> tuple[list[store.Row], None]:  # metrics are the writer thread's
-                self.metrics.count_received(rows)
-                return rows, None
-
-            self.writer.submit(counted).result()
-        return len(rows)
+        return stdin.ingest(stream, self.writer, self.metrics, self._log, self.config.max_frame,
+                            flush_seconds, batch)
 
 
 @dataclass(eq=False)
@@ -391,19 +347,6 @@ def _reason(e: BaseException, max_frame: int) -> tuple[str, str]:
     if isinstance(e, sqlite3.Error):  # e.g. a full disk: nothing is acked, so the agent resends
         return "store", f"cannot store: {e}"
     return "error", f"{type(e).__name__}: {e}"
-
-
-class IngestError(Exception):
-    """A record stream that stopped being msgpack."""
-
-
-def _stdin_row(record: dict) -> store.Row:
-    stamp = record.get("time")
-    stamp = stamp if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else time.time()
-    body = msgpack.packb([stamp, record], unicode_errors="surrogateescape")
-    message = wire.Message(f"oomtrace.{record.get('type', 'record')}", [wire.Entry(stamp, record, body)], None)
-    (row,) = store.rows(message, time.time())
-    return row
 
 
 def _descriptors() -> int:
