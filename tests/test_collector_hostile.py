@@ -4,6 +4,7 @@ test reproduces a way it once lost or wedged data (issue 10) against the real co
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import logging
 import math
 import os
@@ -412,3 +413,30 @@ def test_collect_under_a_service_manager_listens_instead_of_reading_dev_null(tmp
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def _rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def test_cut_frames_free_their_buffers_at_once(tmp_path):
+    """A connection's acks once referred back to it: the cycle kept each cut frame's buffer
+    until the cyclic GC ran, and a flood of them grew the collector to 800 MB."""
+    running = RunningCollector(config(tmp_path))
+    gc.disable()  # what a quiet process looks like to a refcount-only release
+    try:
+        cut = _pack(["t", b"z" * (9 << 20), {"chunk": "c"}])[: 8 << 20]
+        before = _rss_mb()
+        for _ in range(20):  # 160 MB in all, 8 MB at a time
+            with socket.create_connection((running.address.host, running.address.port), timeout=10) as s:
+                s.sendall(cut)
+                s.shutdown(socket.SHUT_WR)
+                while s.recv(65536):
+                    pass
+        grown = _rss_mb() - before
+        assert grown < 80, f"RSS grew {grown:.0f} MB"
+        assert running.metrics.rejected.labels("invalid")._value.get() == 20
+    finally:
+        gc.enable()
+        running.stop()

@@ -14,15 +14,16 @@ class Acks:
     """The connection goes on reading and decoding while earlier frames commit, at most DEPTH
     frames ahead, so an agent with several chunks in flight keeps the writer busy. The first
     frame that fails (bad input found by the decoder, a store error) stops the acks and calls
-    ON_ERROR at once, which closes the connection; the error is raised once, by add() or
-    finish(). Any exception counts: one that escaped here would leave the frames behind it
-    without an answer."""
+    ON_ERROR at once (while `interrupt` is set: the connection is still reading), which closes
+    the connection; the error is raised once, by add() or finish(). Any exception counts: one
+    that escaped here would leave the frames behind it without an answer."""
 
     def __init__(self, writer: asyncio.StreamWriter, depth: int, on_error: Callable[[], object]) -> None:
         self.writer = writer
         self.queue: asyncio.Queue = asyncio.Queue(depth)
         self.error: BaseException | None = None
         self._on_error = on_error
+        self.interrupt = True
         self._raised = False
         self.task = asyncio.ensure_future(self._run())
 
@@ -51,7 +52,8 @@ class Acks:
             except Exception as e:  # noqa: BLE001 - see the class
                 if self.error is None:
                     self.error = e
-                    self._on_error()
+                    if self.interrupt:
+                        self._on_error()
                 continue
             if chunk is not None and self.error is None:
                 try:

@@ -169,8 +169,10 @@ class Collector:
         assert task is not None
         self._handlers.add(task)
         self.metrics.connections.inc()
-        conn = _Connection(reader, writer, peer, wire.unpacker(self.config.max_frame))
-        conn.acks = Acks(writer, self.config.pipeline_depth, lambda: conn.reading and task.cancel())
+        # No reference back to conn from its acks: a cycle would keep the unpacker's buffer (up to
+        # a frame) until the cyclic GC ran, and a flood of cut frames grew the process to 800 MB.
+        conn = _Connection(reader, writer, peer, wire.unpacker(self.config.max_frame),
+                           Acks(writer, self.config.pipeline_depth, task.cancel))
         try:
             node, bound = _host(peer), None
             if self.config.shared_key is not None:
@@ -224,7 +226,7 @@ class Collector:
     async def _close(self, conn: _Connection, task: asyncio.Task) -> None:
         """Ack what was committed before the end (even of a connection closed for bad input),
         unless the collector itself is closing; then close."""
-        conn.reading = False  # a frame failing from now on must not cancel this
+        conn.acks.interrupt = False  # a frame failing from now on must not cancel this
         try:
             if self._closing:
                 conn.acks.cancel()
@@ -314,8 +316,7 @@ class _Connection:
     writer: asyncio.StreamWriter
     peer: str
     up: msgpack.Unpacker
-    acks: Acks = field(init=False)
-    reading: bool = True  # a failed frame cancels the reading task (it closes at once)
+    acks: Acks  # a failed frame cancels the reading task: it closes at once
     fed: int = 0  # bytes received
     done: int = 0  # bytes up to the end of the last whole frame
     held: int = 0  # bytes taken from the frame budget
