@@ -373,7 +373,7 @@ def test_events_query_table_and_json(tmp_path):
 
     table = events("--type", "oom_kill", "--cgroup", "/kubepods/burstable")
     lines = table.splitlines()
-    assert lines[0].split() == ["TIME", "NODE", "TYPE", "CGROUP", "DETAILS"] and len(lines) == 2
+    assert lines[0].split() == ["TIME", "NODE", "TYPE", "WORKLOAD", "CGROUP", "DETAILS"] and len(lines) == 2
     assert "w1" in lines[1] and "pid=4242 comm=java" in lines[1] and "anon_rss=300.0MiB" in lines[1]
     out = [json.loads(line) for line in events("--node", "w2", "--since", "1h", "--output", "json").splitlines()]
     assert [r["seq"] for r in out] == [0, 1, 2, 3, 4] and {r["node"] for r in out} == {"w2"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
+import json
 import logging
 import math
 import os
@@ -440,3 +441,51 @@ def test_cut_frames_free_their_buffers_at_once(tmp_path):
     finally:
         gc.enable()
         running.stop()
+
+
+# --- the workload columns (records carry container/pod identity since schema 4) ----------------
+
+def _kill(rid: str, pod: str | None, container: str, image: str, node: str = "n1") -> dict:
+    return {"type": "oom_kill", "id": rid, "node": node, "time": time.time(), "cgroup": f"/kubepods/{rid}",
+            "comm": "python3", "container": {"runtime": "containerd", "id": rid * 8, "name": container,
+                                             "image": image, "image_id": None, "labels": {}},
+            "pod": {"name": pod, "namespace": "prod", "uid": "u-" + rid, "container": container} if pod else None}
+
+
+def test_a_kill_is_found_by_its_pod_after_the_pod_is_gone(tmp_path):
+    db = tmp_path / "w.db"
+    kills = [_kill("a", "api-5f", "api", "local/api:1"), _kill("b", "web-7c", "web", "local/web:2"),
+             _kill("c", None, "batch", "local/batch:3")]
+    pod_limit = {"type": "oom_kill", "id": "d", "node": "n1", "time": time.time(), "cgroup": "/kubepods/d/x",
+                 "memcg_pod": {"name": "db-0", "namespace": "data", "uid": "u-d", "container": None}}
+    with store.Store(db) as st:
+        st.add(store.rows(wire.decode(["t", [[r["time"], r] for r in [*kills, pod_limit]]]), time.time()))
+    run = CliRunner().invoke
+    found = run(main, ["events", "--db", str(db), "--pod", "api-5f", "--output", "json"])
+    assert found.exit_code == 0, found.output
+    assert [json.loads(line)["id"] for line in found.output.splitlines()] == ["a"]
+    for flag, value, ids in (("--container", "batch", ["c"]), ("--image", "local/web:2", ["b"]),
+                             ("--namespace", "prod", ["a", "b"]), ("--namespace", "data", ["d"])):
+        out = run(main, ["events", "--db", str(db), flag, value, "--output", "json"]).output
+        assert [json.loads(line)["id"] for line in out.splitlines()] == ids, (flag, value)
+    table = run(main, ["events", "--db", str(db)]).output
+    assert "prod/api-5f/api" in table and "batch" in table and "data/db-0" in table
+    assert run(main, ["events", "--pod", "x"]).exit_code == 2  # live events have no store to filter
+
+
+def test_a_version_2_store_gains_the_workload_columns(tmp_path):
+    path = tmp_path / "v2.db"
+    with sqlite3.connect(path) as v2:
+        v2.executescript("CREATE TABLE records (id TEXT NOT NULL, time REAL NOT NULL, received REAL NOT NULL, "
+                         "node TEXT NOT NULL, type TEXT, cgroup TEXT, memcg TEXT, tag TEXT NOT NULL, flags INTEGER "
+                         "NOT NULL DEFAULT 0, body BLOB NOT NULL, UNIQUE(node, id)); PRAGMA user_version=2;")
+        v2.execute("INSERT INTO records VALUES ('x', 1700000000, 1700000001, 'n', 'oom_kill', '/c', NULL, 't', 0, ?)",
+                   (msgpack.packb([1700000000, {"type": "oom_kill", "id": "x"}]),))
+    with store.StoreReader(path) as reader:
+        assert [r["id"] for r in reader.query(store.Query())] == ["x"]
+        with pytest.raises(store.NotAStore, match="no pod"):
+            list(reader.query(store.Query(pod="api")))
+    with store.Store(path) as st:
+        st.add(store.rows(wire.decode(["t", [[time.time(), _kill("y", "api", "api", "img")]]]), time.time()))
+        assert [r["id"] for r in st.query(store.Query(pod="api"))] == ["y"]
+        assert st.count() == 2

@@ -155,7 +155,8 @@ def _retain_types(items: tuple[str, ...]) -> dict[str, float]:
 
 
 def print_stored(db: Path, since: float | None, until: float | None, types: tuple[str, ...],
-                 cgroup_prefix: str | None, node: str | None, limit: int, output: str) -> None:
+                 cgroup_prefix: str | None, node: str | None, workload: dict[str, str | None], limit: int,
+                 output: str) -> None:
     """`events --db`: what a collector stored, as a table or JSON lines. Read-only: the
     database, its directory and a collector writing to it are left as they are."""
     import json
@@ -166,7 +167,7 @@ def print_stored(db: Path, since: float | None, until: float | None, types: tupl
 
     now = time.time()
     query = Query(since=now - since if since is not None else None, until=now - until if until is not None else None,
-                  types=types, cgroup_prefix=cgroup_prefix, node=node, limit=limit)
+                  types=types, cgroup_prefix=cgroup_prefix, node=node, limit=limit, **workload)
     try:
         with StoreReader(db) as reader:
             found = list(reader.query(query))

@@ -18,12 +18,17 @@ from tracer.cli.params import DURATION, POSITIVE_SECONDS
 @click.option("-t", "--type", "types", multiple=True, help="only this record type (repeatable)")
 @click.option("--cgroup", "cgroup_prefix", metavar="PREFIX", help="cgroup or OOMing memcg starts with PREFIX")
 @click.option("--node", help="only records of this node")
+@click.option("--namespace", help="--db: only records of pods in this Kubernetes namespace")
+@click.option("--pod", help="--db: only records of this pod (found after the pod is gone)")
+@click.option("--container", help="--db: only records of this container (its name in the pod, or the runtime's)")
+@click.option("--image", help="--db: only records of containers of this image (as the runtime names it)")
 @click.option("--limit", type=click.IntRange(1), default=1000, show_default=True, help="the newest N")
 @click.option("--output", type=click.Choice(("table", "json")), default="table", show_default=True)
 @click.option("--duration", type=POSITIVE_SECONDS, help="live: stop after this many seconds")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=defaults.CACHE_DIR, show_default=True)
 def events(db: Path | None, since: float | None, until: float | None, types: tuple[str, ...],
-           cgroup_prefix: str | None, node: str | None, limit: int, output: str, duration: float | None,
+           cgroup_prefix: str | None, node: str | None, namespace: str | None, pod: str | None,
+           container: str | None, image: str | None, limit: int, output: str, duration: float | None,
            cache_dir: Path) -> None:
     """Records a collector stored (--db), oldest first; or, live, cAdvisor's container events
     (-t oom, oomKill, containerCreation, containerDeletion) as the kernel reports them."""
@@ -39,8 +44,13 @@ def events(db: Path | None, since: float | None, until: float | None, types: tup
             raise click.BadParameter(f"{', '.join(sorted(unknown))}: record types are {', '.join(RECORD_TYPES)}",
                                      param_hint="--type")
 
-        print_stored(db, since, until, types, cgroup_prefix, node, limit, output)
+        workload = {"namespace": namespace, "pod": pod, "container": container, "image": image}
+        print_stored(db, since, until, types, cgroup_prefix, node, workload, limit, output)
         return
+    asked = [f"--{name}" for name, value in (("namespace", namespace), ("pod", pod), ("container", container),
+                                              ("image", image)) if value is not None]
+    if asked:
+        raise click.UsageError(f"{', '.join(asked)} filter what a collector stored: give --db")
     from tracer.cli.stats import live_events
     from tracer.stats.model import EVENT_TYPES
 

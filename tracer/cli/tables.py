@@ -10,15 +10,28 @@ import time
 from tracer.events.sinks import printable, text_value
 
 _OOM_FIELDS = ("pid", "comm", "constraint", "memcg", "anon_rss", "memcg_limit", "trigger_comm")
-_HIDDEN = {"type", "time", "ktime_ns", "id", "node", "cgroup", "tag"}
+_HIDDEN = {"type", "time", "ktime_ns", "id", "node", "cgroup", "tag",
+           "pod", "container", "memcg_pod", "memcg_container"}  # the WORKLOAD column says them
 _SIZES = {"anon_rss", "file_rss", "shmem_rss", "total_vm", "memcg_usage", "memcg_limit"}
 
 
 def events_table(records: list[dict]) -> str:
-    rows = [("TIME", "NODE", "TYPE", "CGROUP", "DETAILS")]
+    rows = [("TIME", "NODE", "TYPE", "WORKLOAD", "CGROUP", "DETAILS")]
     rows += [(_when(r.get("time")), str(r.get("node") or "-"), str(r.get("type") or r.get("tag") or "-"),
-              str(r.get("cgroup") or "-"), _details(r)) for r in records]
+              workload(r), str(r.get("cgroup") or "-"), _details(r)) for r in records]
     return _columns(rows)
+
+
+def workload(record: dict) -> str:
+    """NAMESPACE/POD/CONTAINER for a pod's record, the container's name for a plain one, else -."""
+    pod = record.get("pod") or record.get("memcg_pod")
+    container = record.get("container") or record.get("memcg_container")
+    pod = pod if isinstance(pod, dict) else {}
+    container = container if isinstance(container, dict) else {}
+    if pod.get("name"):
+        parts = (pod.get("namespace"), pod.get("name"), pod.get("container") or container.get("name"))
+        return "/".join(str(p) for p in parts if p)
+    return str(container.get("name") or "-")
 
 
 def _details(record: dict) -> str:

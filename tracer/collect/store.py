@@ -40,16 +40,22 @@ class Row(NamedTuple):
     memcg: str | None
     tag: str
     flags: int  # TIME_CLAMPED
+    namespace: str | None  # the workload, from the record's pod/container identity (its memcg's if none)
+    pod: str | None
+    container: str | None
+    image: str | None
     body: bytes  # msgpack of [time, record], as received
 
 
 TIME_CLAMPED = 1  # the record's own time was NaN, before 2000 or too far ahead: `time` is when it arrived
 EARLIEST = 946684800.0  # 2000-01-01: no oomtrace record is older
 FUTURE_SKEW = 600.0  # a clock this far ahead of the collector's is believed
-TEXT_COLUMNS = ("id", "node", "type", "cgroup", "memcg", "tag")
+TEXT_COLUMNS = ("id", "node", "type", "cgroup", "memcg", "tag", "namespace", "pod", "container", "image")
 
 
-SCHEMA_VERSION = 2  # PRAGMA user_version. 1 (0 on disk): id alone was unique, no flags
+# PRAGMA user_version. 1 (0 on disk): id alone was unique, no flags; 2: no workload columns.
+SCHEMA_VERSION = 3
+_WORKLOAD = ("namespace", "pod", "container", "image")
 _TABLE = """
 CREATE TABLE IF NOT EXISTS records (
     id TEXT NOT NULL,
@@ -61,6 +67,10 @@ CREATE TABLE IF NOT EXISTS records (
     memcg TEXT,
     tag TEXT NOT NULL,
     flags INTEGER NOT NULL DEFAULT 0,
+    namespace TEXT,
+    pod TEXT,
+    container TEXT,
+    image TEXT,
     body BLOB NOT NULL,
     UNIQUE(node, id)
 );
@@ -89,7 +99,9 @@ _WATCHED = ("oom_kill", "forward_status")  # records the collector's metrics loo
 def rows(message: Message, received: float, peer: str = "", bound_node: str | None = None) -> list[Row]:
     """Table rows for a message's entries. A record without an id (from another producer)
     gets one from its content, so that its resends are recognised too. A record without a
-    node is PEER's; with BOUND_NODE every record is that node's, whatever it says."""
+    node is PEER's; with BOUND_NODE every record is that node's, whatever it says. The
+    workload columns come from the record's `pod` and `container` (an OOM kill's victim),
+    else its `memcg_pod` and `memcg_container` (a pod-level limit names the pod)."""
     out: list[Row] = []
     append = out.append
     tag = message.tag
@@ -103,11 +115,25 @@ def rows(message: Message, received: float, peer: str = "", bound_node: str | No
         flags = 0
         if not EARLIEST <= stamp <= latest:  # NaN fails this too; an int past 2^63 cannot be bound
             stamp, flags = received, TIME_CLAMPED
+        pod, container = rec.get("pod") or rec.get("memcg_pod"), rec.get("container") or rec.get("memcg_container")
         append(new(Row, (rid, stamp, received,
                          bound_node if bound_node is not None else node if type(node) is str else peer,
                          kind if type(kind) is str else None, cgroup if type(cgroup) is str else None,
-                         memcg if type(memcg) is str else None, tag, flags, raw)))
+                         memcg if type(memcg) is str else None, tag, flags,
+                         *(_workload(pod, container) if pod or container else _NO_WORKLOAD), raw)))
     return out
+
+
+_NO_WORKLOAD = (None, None, None, None)
+
+
+def _workload(pod: object, container: object) -> tuple[str | None, ...]:
+    """(namespace, pod, container, image) from a record's identity maps; what is not a string is None."""
+    pod = pod if isinstance(pod, dict) else {}
+    container = container if isinstance(container, dict) else {}
+    values = (pod.get("namespace"), pod.get("name"), pod.get("container") or container.get("name"),
+              container.get("image"))
+    return tuple(v if isinstance(v, str) else None for v in values)
 
 
 def text(value: str) -> str:
@@ -156,11 +182,15 @@ class _Database:
         return n
 
     _flags = "flags"  # a reader of a version 1 store has "0" here
+    missing: tuple[str, ...] = ()  # workload columns a reader's older store lacks
 
     def query(self, q: Query) -> Iterator[dict]:
         """Records matching Q, oldest first (the newest LIMIT of them when a limit is set). A
         record whose time was not believed has the receive time as `time`, what it said as
         `time_sent`, and `time_clamped: true`."""
+        asked = [name for name in self.missing if getattr(q, name) is not None]
+        if asked:
+            raise NotAStore(f"this store was written before oomtrace kept workloads: it has no {', '.join(asked)}")
         where, args = q.where()
         sql = f"SELECT node, tag, time, {self._flags}, body FROM records{where} ORDER BY time DESC, rowid DESC"
         if q.limit is not None:
@@ -209,11 +239,15 @@ class Store(_Database):
         (version,) = self.db.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
             raise NotAStore(f"written by a newer oomtrace (store version {version}; this one knows {SCHEMA_VERSION})")
-        old = version < SCHEMA_VERSION and bool(_columns(self.db))
+        columns = _columns(self.db)
+        old = bool(columns) and "flags" not in columns
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            for name in _WORKLOAD if columns and not old else ():  # version 2: the workload columns added
+                if name not in columns:
+                    self.db.execute(f"ALTER TABLE records ADD COLUMN {name} TEXT")
             if old:  # a version 1 store: ids were unique across nodes; copied once into the new table
-                _check_schema(self.db, Row._fields[:-2] + ("body",))
+                _check_schema(self.db, _V1_COLUMNS)
                 for statement in ("DROP INDEX IF EXISTS records_time", "DROP INDEX IF EXISTS records_type_time",
                                   "ALTER TABLE records RENAME TO records_v1"):  # executescript would commit
                     self.db.execute(statement)
@@ -312,11 +346,11 @@ class StoreReader(_Database):
         self.path = str(path)
         self.db = sqlite3.connect(_readonly_uri(self.path), uri=True, isolation_level=None, timeout=30)
         try:
-            if "flags" not in _columns(self.db):
-                _check_schema(self.db, Row._fields[:-2] + ("body",))  # version 1: nothing was clamped
+            columns = _columns(self.db)
+            if "flags" not in columns:  # version 1: nothing was clamped
                 self._flags = "0"
-            else:
-                _check_schema(self.db)
+            _check_schema(self.db, tuple(name for name in Row._fields if name in _V1_COLUMNS or name in columns))
+            self.missing = tuple(name for name in _WORKLOAD if name not in columns)
         except BaseException:
             self.db.close()
             raise
@@ -327,6 +361,9 @@ def _readonly_uri(path: str) -> str:
     if not any(os.path.lexists(path + log) for log in ("-wal", "-journal")):
         uri += "&immutable=1"
     return uri
+
+
+_V1_COLUMNS = ("id", "time", "received", "node", "type", "cgroup", "memcg", "tag", "body")
 
 
 def _columns(db: sqlite3.Connection) -> set[str]:
@@ -361,6 +398,10 @@ class Query:
     types: tuple[str, ...] = ()
     cgroup_prefix: str | None = None  # matches the victim's cgroup or the OOMing memcg
     node: str | None = None
+    namespace: str | None = None
+    pod: str | None = None
+    container: str | None = None
+    image: str | None = None
     limit: int | None = None
 
     def where(self) -> tuple[str, list]:
@@ -379,7 +420,9 @@ class Query:
             n = len(self.cgroup_prefix)
             terms.append("(substr(cgroup, 1, ?) = ? OR substr(memcg, 1, ?) = ?)")
             args.extend((n, self.cgroup_prefix, n, self.cgroup_prefix))
-        if self.node is not None:
-            terms.append("node = ?")
-            args.append(self.node)
+        for column in ("node", *_WORKLOAD):
+            value = getattr(self, column)
+            if value is not None:
+                terms.append(f"{column} = ?")
+                args.append(value)
         return (" WHERE " + " AND ".join(terms) if terms else ""), args
