@@ -19,6 +19,17 @@ if [ ! -d tests/peers/node_modules ]; then
         { apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; } || true; }
     (cd tests/peers && npm ci --silent --no-audit --no-fund) || echo "test.sh: no Node.js peers for the tests" >&2
 fi
+# Real container runtimes for the workload-identity tests (tests/runtimes.py starts and stops
+# its own dockerd, containerd and podman service; ctr comes with containerd, runc with both;
+# the local image is made from busybox-static). In CI they must be there; elsewhere those
+# tests say why they skip.
+runtimes="dockerd containerd ctr runc podman conmon"
+if ! (for p in $runtimes; do command -v "$p" >/dev/null || exit 1; done; [ -x /bin/busybox ]); then
+    pkgs="docker.io containerd runc podman conmon busybox-static"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null; } ||
+        echo "test.sh: no container runtimes for the tests" >&2
+fi
 lint() {
     .venv/bin/ruff check tracer tests scripts
     .venv/bin/mypy

@@ -99,4 +99,21 @@ def test_tables_escape_every_cell():
                             event_data=SimpleNamespace(oom=oom))
     assert event_line(event).endswith("/x\\ny pid=1 process=a\\x1bb c")
     # A name os read with surrogate escapes shows as its bytes, and prints on a UTF-8 terminal.
-    assert events_table([{"type": "container_stats", "cgroup": "/odd\udcff"}]).splitlines()[1].split()[3] == "/odd\\xff"
+    header, row = events_table([{"type": "container_stats", "cgroup": "/odd\udcff"}]).splitlines()
+    assert row.split()[header.split().index("CGROUP")] == "/odd\\xff"
+
+
+def test_identity_from_a_runtime_is_escaped_in_text():
+    """Names and labels come from whoever made the container: the kubelet-style sentence and the
+    name fields are escaped like every other text field."""
+    rec = {"type": "oom_kill", "time": 1.0, "pid": 9, "comm": "app", "constraint": "memcg", "memcg": "/docker/x",
+           "memcg_limit": 96 << 20,
+           "container": {"runtime": "docker", "id": "ab" * 32, "name": "api\x1b[2J", "image": "img\n:1",
+                         "image_id": None, "labels": {"k": "v\x07"}},
+           "pod": {"name": "p\u202e", "namespace": "ns", "uid": None, "container": "c\r"}}
+    line = format_text(rec)
+    assert not any(c in line for c in "\x1b\r\n\x07\u202e")
+    assert "OOMKilled ns/p\\u202e container c\\r (image img\\n:1): pid 9 app, memcg limit 96 MiB" in line
+    other = format_text({"type": "cgroup_delete", "time": 1.0, "cgroup": "/docker/x",
+                         "container": rec["container"], "pod": rec["pod"]})
+    assert "container=api\\x1b[2J pod=ns/p\\u202e" in other

@@ -2,15 +2,19 @@
 the forwarder, owns their threads and stops them in order. The CLI only parses flags into an
 AgentConfig; every later feature (HTTP, workload identity) plugs in here.
 
-    kernel → Engine ─┬─ outputs: text / JSON lines / msgpack   (--type/--cgroup filter these)
+    kernel → Engine → IdentitySink (container/pod stamped from the Resolver's cache; the cgroups
+       (its thread)    made feed the Resolver, whose own thread asks the runtimes) ─┐
+                     ┌──────────────────────────────────────────────────────────────┘
+                     ├─ outputs: text / JSON lines / msgpack   (--type/--cgroup filter these)
        (its thread)  ├─ ForwardSink → a collector                (filtered too; its own thread)
                      └─ Manager.on_record: cAdvisor events, and discovery at once on a cgroup
                         made or removed (every record, unfiltered)
     Manager housekeeping (its thread) → StatsFeed → Engine        (container_stats, with --stats)
 
 Stop order: the engine's loop ends and it detaches its probes (flushing what was buffered);
-then the Manager's housekeeping stops; last the forwarder sends or spools what it holds, so
-no record the engine produced is dropped on the way out.
+then the identity Resolver's worker stops; then the Manager's housekeeping stops; last the
+forwarder sends or spools what it holds, so no record the engine produced is dropped on the
+way out.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from tracer.events.engine import Engine, EngineConfig
 from tracer.events.records import RecordFilter
 from tracer.events.sinks import FilteredSink, Sink, TeeSink
 from tracer.forward.forwarder import ForwardConfig, ForwardSink
+from tracer.identity import IdentitySink, Resolver, ResolverConfig
 from tracer.stats.feed import StatsFeed
 from tracer.stats.manager import Manager, ManagerConfig
 
@@ -36,6 +41,7 @@ class AgentConfig:
     container_events: bool = False  # a Manager for cAdvisor's container events, with no sweeps
     forward: ForwardConfig | None = None
     duration: float | None = None  # stop after this many seconds
+    identity: ResolverConfig | None = field(default_factory=ResolverConfig)  # None: no container/pod names
 
 
 class Agent:
@@ -51,7 +57,11 @@ class Agent:
             sinks.append(FilteredSink(self.forwarder, config.record_filter))
         if self.manager is not None:
             sinks.append(_ManagerEvents(self.manager))
-        self.engine = Engine(sinks[0] if len(sinks) == 1 else TeeSink(*sinks), config.engine,
+        sink: Sink = sinks[0] if len(sinks) == 1 else TeeSink(*sinks)
+        self.resolver = Resolver(config.identity) if config.identity is not None else None
+        if self.resolver is not None:  # first, so that every sink (and the Manager) sees the names
+            sink = IdentitySink(sink, self.resolver)
+        self.engine = Engine(sink, config.engine,
                              sources=(self.feed.drain,) if self.feed is not None else ())
         self.failure: BaseException | None = None  # what ended the engine's thread, if not a stop
         self._stop = threading.Event()
@@ -72,6 +82,8 @@ class Agent:
     def start(self) -> None:
         """The Manager's first sweep and housekeeping, then the engine (probes, start record and
         poll loop) in a thread of its own. A failure to start ends wait() and is in .failure."""
+        if self.resolver is not None:  # first: its walk of existing containers runs meanwhile
+            self.resolver.start()
         if self.feed is not None and self.manager is not None:
             self.manager.start()
         self._thread = threading.Thread(target=self._run_engine, name="oomtrace-engine", daemon=True)
@@ -114,6 +126,8 @@ class Agent:
         try:
             self.engine.close()
         finally:
+            if self.resolver is not None:
+                self.resolver.close()
             if self.manager is not None:
                 self.manager.stop()
             if self.forwarder is not None:

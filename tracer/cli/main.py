@@ -87,12 +87,14 @@ def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, p
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=defaults.CACHE_DIR,
               show_default=True)
 def doctor(cache_dir: Path) -> None:
-    """Print what this kernel offers and which probes `run` will use."""
+    """Print what this kernel offers, which probes `run` will use, and which container
+    runtimes it can name containers from."""
+    from tracer.identity.probe import summary
     from tracer.kernel.doctor import DOCTOR_NEEDS, report, require_privileges
 
     try:
         require_privileges("doctor")
-        click.echo(report(cache_dir))
+        click.echo(report(cache_dir, extra=(("runtimes", summary()),)))
     except OomtraceError as e:
         raise click.ClickException(str(e)) from e
     except PermissionError as e:  # what require_privileges could not foresee

@@ -17,7 +17,11 @@ from pathlib import Path
 from tracer.kernel.bpf_source import Layout
 from tracer.kernel.cgroupfs import CgroupResolver, kernel_text, unescape_kernel_text
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: container/pod identity (tracer/identity), docs/records.md
+# Identity fields (tracer.identity.IdentitySink): on these record types, for these path fields.
+IDENTITY_FIELDS = {"oom_kill": ("container", "pod", "memcg_container", "memcg_pod"),
+                   "cgroup_create": ("container", "pod"), "cgroup_delete": ("container", "pod"),
+                   "memory_pressure": ("container", "pod"), "container_stats": ("container", "pod")}
 RECORD_TYPES = ("start", "oom_kill", "cgroup_create", "cgroup_delete", "memory_pressure", "container_stats",
                 "lost", "error", "forward_status")
 _TYPE = "OT_EVENT_"

@@ -12,7 +12,7 @@ from typing import IO, Protocol
 
 import msgpack
 
-from tracer.events.records import RecordFilter
+from tracer.events.records import IDENTITY_FIELDS, RecordFilter
 
 FORMATS = ("text", "json", "msgpack")
 _TEXT_SKIP = {"type", "time", "ktime_ns", "id", "node"}
@@ -105,12 +105,56 @@ class TextSink(_StreamSink):
 
 
 def format_text(record: dict) -> str:
+    """Time, type, then key=value for what is set. An oom_kill leads with a sentence as kubelet's
+    events read ("OOMKilled prod/api-5f container api (image …): pid 4201 python3, memcg limit
+    64 MiB"); identity maps show as names (container=api pod=prod/api-5f), JSON keeps them whole."""
     stamp = record.get("time")
     when = (time.strftime("%H:%M:%S", time.localtime(stamp)) + f".{int(stamp * 1000) % 1000:03d}"
             if isinstance(stamp, (int, float)) else "--:--:--.---")
-    fields = " ".join(f"{k}={_text_value(v)}" for k, v in record.items()
-                      if k not in _TEXT_SKIP and v is not None)
-    return printable(f"{when} {record.get('type', '?'):<15} {fields}")  # one pass over the line
+    kind = record.get("type", "?")
+    identity = IDENTITY_FIELDS.get(kind, ())
+    head, skip = "", _TEXT_SKIP
+    if kind == "oom_kill":
+        head, skip = oom_sentence(record) + " | ", _TEXT_SKIP | set(identity)
+    fields = " ".join(f"{k}={_identity_text(v) if k in identity else _text_value(v)}" for k, v in record.items()
+                      if k not in skip and v is not None)
+    return printable(f"{when} {kind:<15} {head}{fields}")  # one pass over the line
+
+
+def oom_sentence(record: dict) -> str:
+    """An oom_kill as kubelet says it: `OOMKilled NAMESPACE/POD container NAME (image IMAGE): pid
+    PID COMM, memcg limit N MiB`, or `System OOM encountered, victim process: COMM, pid: PID`."""
+    pid, comm = record.get("pid"), record.get("comm")
+    # context "none": no constraint was read, so "global" is not known to be true
+    if record.get("constraint") == "global" and not record.get("memcg") and record.get("context") != "none":
+        return f"System OOM encountered, victim process: {comm}, pid: {pid}"
+    pod = record.get("pod") or record.get("memcg_pod")
+    container = record.get("container") or record.get("memcg_container")
+    words = ["OOMKilled"]
+    if pod:
+        words.append(f"{pod.get('namespace')}/{pod.get('name')}")
+    name = (pod or {}).get("container") or (container and (container.get("name") or container.get("id", "")[:12]))
+    if name:
+        words.append(f"container {name}")
+    if container and container.get("image"):
+        words.append(f"(image {container['image']})")
+    limit = record.get("memcg_limit")
+    tail = f"pid {pid} {comm}" + (f", memcg limit {_mib(limit)}" if isinstance(limit, int) and limit else "")
+    return " ".join(words) + ": " + tail
+
+
+def _mib(size: int) -> str:
+    mib = size / (1 << 20)
+    return f"{mib:.0f} MiB" if mib == int(mib) else f"{mib:.1f} MiB"
+
+
+def _identity_text(value: object) -> str:
+    """A container as its name (else its short id), a pod as namespace/name."""
+    if not isinstance(value, dict):
+        return _text_value(value)
+    if "namespace" in value:
+        return _text_value(f"{value.get('namespace')}/{value.get('name')}")
+    return _text_value(value.get("name") or str(value.get("id", ""))[:12])
 
 
 def text_value(value: object) -> str:

@@ -70,7 +70,9 @@ def _tracefs_readable() -> bool:
     return False
 
 
-def report(cache_dir: Path) -> str:
+def report(cache_dir: Path, extra: tuple[tuple[str, str], ...] = ()) -> str:
+    """What this kernel offers, a row per fact; EXTRA rows (from later stages, e.g. the
+    container runtimes) come last, aligned with the rest."""
     facts = host.gather(mount_tracefs=True)
     rows = [
         ("kernel", facts.release),
@@ -84,6 +86,7 @@ def report(cache_dir: Path) -> str:
         ("mark_victim", _mark_victim(facts)),
         ("cgroups", _cgroups(facts.hierarchies)),
         ("capabilities", ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in facts.capabilities.items())),
+        *extra,
     ]
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
