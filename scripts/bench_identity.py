@@ -19,6 +19,7 @@ A dockerd of its own is started (tests/runtimes.py: own data root and socket) an
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -130,6 +131,8 @@ def main() -> None:
         inspect, ping = round_trips(docker, args.containers)
     finally:
         docker.stop()
+        rt.unmount_below(work)
+        shutil.rmtree(work, ignore_errors=True)
     cache_mib, plain_mib = cache_memory()
 
     def row(name: str, values: list[float]) -> str:
