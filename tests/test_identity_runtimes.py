@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -290,3 +291,60 @@ def test_doctor_says_which_runtimes_it_can_read(agent, docker, containerd, podma
 
 def test_resolver_dropped_nothing(agent):
     assert agent.resolver is not None and agent.resolver.stats["dropped"] == 0
+
+
+# --- the Interface: specs named as cAdvisor's runtime handlers name them -------------------------
+
+def test_containers_and_stats_show_name_pod_image_and_labels(docker, containerd):
+    import json
+
+    from click.testing import CliRunner
+
+    from tracer.cli import main
+    from tracer.identity import Resolver
+    from tracer.stats.manager import Manager, ManagerConfig
+
+    name = f"web-{uuid.uuid4().hex[:6]}"
+    cid = docker.cli("run", "-d", "--name", name, "--network", "none", "-m", "64m", *_labels(POD_LABELS), rt.IMAGE,
+                     "sleep", "300").stdout.strip()
+    ctr_name = f"side-{uuid.uuid4().hex[:6]}"
+    cri = {"io.kubernetes.cri.sandbox-name": "db-0", "io.kubernetes.cri.sandbox-namespace": "data",
+           "io.kubernetes.cri.sandbox-uid": "u-db", "io.kubernetes.cri.container-name": "db",
+           "io.kubernetes.cri.image-name": rt.IMAGE}
+    containerd.ctr("run", "-d", *[a for k, v in cri.items() for a in ("--annotation", f"{k}={v}")], rt.IMAGE,
+                   ctr_name, "sleep", "300")
+    sockets = ["--docker-socket", str(docker.socket), "--containerd-state", str(containerd.base / "state")]
+    try:
+        out = CliRunner().invoke(main, ["containers", "/docker", *sockets, "--output", "json"])
+        assert out.exit_code == 0, out.output
+        spec = json.loads(out.output)[f"/docker/{cid}"]["spec"]
+        assert spec["image"] == rt.IMAGE and spec["aliases"] == [name, cid] and spec["namespace"] == "docker"
+        assert {k: spec["labels"][k] for k in POD_LABELS} == POD_LABELS  # kubelet: a pod-managed container
+        table = CliRunner().invoke(main, ["containers", "/docker", *sockets]).output
+        assert "prod/api-5f/api" in table and rt.IMAGE in table, table
+        text = CliRunner().invoke(main, ["stats", f"/docker/{cid}", *sockets]).output
+        assert f"image        {rt.IMAGE}" in text and "workload     prod/api-5f/api" in text, text
+        # containerd keeps the pod in annotations: the spec gets kubelet's labels from them
+        out = CliRunner().invoke(main, ["containers", "/k8s.io", *sockets, "--output", "json"])
+        spec = json.loads(out.output)[f"/k8s.io/{ctr_name}"]["spec"]
+        assert spec["labels"]["io.kubernetes.pod.name"] == "db-0" and spec["image"] == rt.IMAGE
+        # docker_container: by name or id, as cAdvisor's docker handler answers
+        resolver = Resolver(ResolverConfig(docker_sockets=(str(docker.socket),), podman_sockets=(),
+                                           containerd_states=(), crio_roots=()))
+        resolver.start()
+        manager = Manager(ManagerConfig(network=False), workloads=resolver.lookup)
+        try:
+            manager.start(background=False)
+            assert resolver.wait_walked(10)
+            manager.sweep()
+            assert manager.docker_container(name).reference.name == f"/docker/{cid}"
+            assert manager.docker_container(cid[:12]).reference.aliases == [name, cid]
+        finally:
+            manager.stop()
+            resolver.close()
+    finally:
+        docker.cli("rm", "-f", name, check=False)
+        containerd.ctr("task", "kill", "-s", "KILL", ctr_name, check=False)
+        time.sleep(0.5)
+        containerd.ctr("task", "delete", ctr_name, check=False)
+        containerd.ctr("container", "delete", ctr_name, check=False)

@@ -49,7 +49,8 @@ class Agent:
 
     def __init__(self, config: AgentConfig, outputs: Sequence[Sink] = ()) -> None:
         self.config = config
-        self.manager = self._make_manager(config)
+        self.resolver = Resolver(config.identity) if config.identity is not None else None
+        self.manager = self._make_manager(config, self.resolver)
         self.feed = StatsFeed(self.manager) if self.manager is not None and config.stats_interval > 0 else None
         self.forwarder = ForwardSink(config.forward) if config.forward is not None else None
         sinks: list[Sink] = [FilteredSink(s, config.record_filter) for s in outputs]
@@ -58,7 +59,6 @@ class Agent:
         if self.manager is not None:
             sinks.append(_ManagerEvents(self.manager))
         sink: Sink = sinks[0] if len(sinks) == 1 else TeeSink(*sinks)
-        self.resolver = Resolver(config.identity) if config.identity is not None else None
         if self.resolver is not None:  # first, so that every sink (and the Manager) sees the names
             sink = IdentitySink(sink, self.resolver)
         self.engine = Engine(sink, config.engine,
@@ -70,11 +70,12 @@ class Agent:
         self._closed = False
 
     @staticmethod
-    def _make_manager(config: AgentConfig) -> Manager | None:
+    def _make_manager(config: AgentConfig, resolver: Resolver | None) -> Manager | None:
+        workloads = resolver.lookup if resolver is not None else None  # specs get the runtimes' names
         if config.stats_interval > 0:
-            return Manager(ManagerConfig(housekeeping_interval=config.stats_interval))
+            return Manager(ManagerConfig(housekeeping_interval=config.stats_interval), workloads=workloads)
         if config.container_events:
-            return Manager(ManagerConfig(network=False))
+            return Manager(ManagerConfig(network=False), workloads=workloads)
         return None
 
     # --- lifecycle ----------------------------------------------------------------------------

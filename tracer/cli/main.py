@@ -10,7 +10,15 @@ from pathlib import Path
 import click
 
 from tracer import defaults
-from tracer.cli.params import ADDRESS, POSITIVE_SECONDS, SECONDS, shared_key, shared_key_option
+from tracer.cli.params import (
+    ADDRESS,
+    POSITIVE_SECONDS,
+    SECONDS,
+    resolver_config,
+    runtime_options,
+    shared_key,
+    shared_key_option,
+)
 from tracer.errors import OomtraceError
 from tracer.events.records import RECORD_TYPES, RecordFilter
 from tracer.events.sinks import FORMATS, make_sink
@@ -51,10 +59,7 @@ def main() -> None:
 @click.option("--identity/--no-identity", default=True, show_default=True,
               help="name the container and pod of each record from the runtimes (Docker, podman, containerd, "
                    "CRI-O)")
-@click.option("--docker-socket", "docker_sockets", multiple=True, metavar="PATH",
-              help="Docker's API socket (repeatable)  [default: /var/run/docker.sock]")
-@click.option("--containerd-state", "containerd_states", multiple=True, metavar="DIR",
-              help="containerd's state directory: its tasks' bundles (repeatable)  [default: /run/containerd]")
+@runtime_options
 def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, pressure_interval: float,
         cache_dir: Path, duration: float | None, node: str | None, forward, shared_key_file: Path | None,
         tls: bool, tls_ca: Path | None, spool_dir: Path, spool_max_mb: int, stats_interval: float,
@@ -63,7 +68,6 @@ def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, p
     from tracer.agent import Agent, AgentConfig
     from tracer.events.engine import EngineConfig
     from tracer.forward.forwarder import ForwardConfig
-    from tracer.identity import ResolverConfig
     from tracer.kernel.doctor import RUN_NEEDS
 
     outputs = [] if (forward and output is None) else [make_sink(output or "text", sys.stdout, sys.stdout.buffer)]
@@ -74,7 +78,7 @@ def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, p
         engine=EngineConfig(cache_dir=cache_dir, pressure_interval=pressure_interval, node=node),
         record_filter=RecordFilter(frozenset(types) if types else None, cgroup_prefix),
         stats_interval=stats_interval, forward=forward_config, duration=duration,
-        identity=_resolver_config(ResolverConfig(), docker_sockets, containerd_states) if identity else None)
+        identity=resolver_config(docker_sockets, containerd_states) if identity else None)
     try:
         agent = Agent(config, outputs)
     except OomtraceError as e:  # e.g. a spool directory that cannot be made or written
@@ -91,13 +95,6 @@ def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, p
         raise click.ClickException(f"{agent.failure}: oomtrace run needs {RUN_NEEDS}")
     if agent.failure is not None:
         raise agent.failure
-
-
-def _resolver_config(base, docker_sockets: tuple[str, ...], containerd_states: tuple[str, ...]):
-    from dataclasses import replace
-
-    changes = {"docker_sockets": docker_sockets, "containerd_states": containerd_states}
-    return replace(base, **{k: v for k, v in changes.items() if v})
 
 
 @main.command()

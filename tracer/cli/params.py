@@ -91,3 +91,22 @@ def shared_key(path: Path | None) -> str | None:
 def shared_key_option(f):
     return click.option("--shared-key-file", type=click.Path(path_type=Path, dir_okay=False),
                         help="the Forward protocol's shared key (else $OOMTRACE_SHARED_KEY)")(f)
+
+
+def runtime_options(f):
+    """--docker-socket and --containerd-state: where the identity resolver asks the runtimes."""
+    f = click.option("--containerd-state", "containerd_states", multiple=True, metavar="DIR",
+                     help="containerd's state directory: its tasks' bundles (repeatable)  "
+                          "[default: /run/containerd]")(f)
+    return click.option("--docker-socket", "docker_sockets", multiple=True, metavar="PATH",
+                        help="Docker's API socket (repeatable)  [default: /var/run/docker.sock]")(f)
+
+
+def resolver_config(docker_sockets: tuple[str, ...], containerd_states: tuple[str, ...]):
+    """The identity resolver's configuration, with the places given on the command line."""
+    from dataclasses import replace
+
+    from tracer.identity import ResolverConfig
+
+    changes = {"docker_sockets": docker_sockets, "containerd_states": containerd_states}
+    return replace(ResolverConfig(), **{k: v for k, v in changes.items() if v})

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import click
 
-from tracer.cli.params import POSITIVE_SECONDS
+from tracer.cli.params import POSITIVE_SECONDS, resolver_config, runtime_options
 from tracer.errors import OomtraceError
 from tracer.stats.interface import Interface
 from tracer.stats.model import EVENT_TYPES, EventRequest, RequestOptions, to_json
@@ -21,19 +21,26 @@ T = TypeVar("T")
 _OUTPUT = click.option("--output", type=click.Choice(("table", "json")), default="table", show_default=True)
 
 
-def _sampled(network: bool, interval: float, ask: Callable[[Interface], T]) -> T:
-    """A Manager's first sample, a second one INTERVAL later (CPU rates need two), then ASK it."""
+def _sampled(network: bool, interval: float, ask: Callable[[Interface], T], resolver_config=None) -> T:
+    """A Manager's first sample, a second one INTERVAL later (CPU rates need two), then ASK it.
+    The containers are named by the runtimes (tracer.identity) while the interval passes."""
+    from tracer.identity import Resolver
     from tracer.stats.manager import Manager, ManagerConfig
 
-    m = Manager(ManagerConfig(network=network))
+    resolver = Resolver(resolver_config)
+    resolver.start()
+    m = Manager(ManagerConfig(network=network), workloads=resolver.lookup)
     try:
         m.start(background=False)
-        time.sleep(interval)
+        deadline = time.monotonic() + interval
+        resolver.wait_walked(max(interval, 2.0))
+        time.sleep(max(0.0, deadline - time.monotonic()))
         return ask(m)
     except OomtraceError as e:
         raise click.ClickException(str(e)) from e
     finally:
         m.stop()
+        resolver.close()
 
 
 def _emit_json(value) -> None:
@@ -60,13 +67,16 @@ def machine(output: str) -> None:
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="everything below NAME too")
 @click.option("--interval", type=POSITIVE_SECONDS, default=1.0, show_default=True,
               help="seconds between the two samples that give the CPU rate")
+@runtime_options
 @_OUTPUT
-def containers(name: str, recursive: bool, interval: float, output: str) -> None:
-    """Containers (cgroups) with their CPU rate, memory and limits."""
+def containers(name: str, recursive: bool, interval: float, docker_sockets: tuple[str, ...],
+               containerd_states: tuple[str, ...], output: str) -> None:
+    """Containers (cgroups) with their CPU rate, memory and limits, named by their runtimes."""
     from tracer.cli.tables import containers_table
 
     info = _sampled(False, interval,
-                    lambda m: m.container_info_v2(name, RequestOptions(recursive=recursive, count=2, max_age=0)))
+                    lambda m: m.container_info_v2(name, RequestOptions(recursive=recursive, count=2, max_age=0)),
+                    resolver_config(docker_sockets, containerd_states))
     if output == "json":
         _emit_json(info)
     else:
@@ -76,14 +86,16 @@ def containers(name: str, recursive: bool, interval: float, output: str) -> None
 @click.command()
 @click.argument("name")
 @click.option("--interval", type=POSITIVE_SECONDS, default=1.0, show_default=True)
+@runtime_options
 @_OUTPUT
-def stats(name: str, interval: float, output: str) -> None:
+def stats(name: str, interval: float, docker_sockets: tuple[str, ...], containerd_states: tuple[str, ...],
+          output: str) -> None:
     """One container's spec and latest stats (info/v1 ContainerInfo with --output json)."""
     from tracer.cli.tables import stats_table
 
     info, v2 = _sampled(True, interval, lambda m: (
         m.get_requested_containers_info(name, RequestOptions(recursive=False, count=2, max_age=0))[name],
-        m.container_info_v2(name, RequestOptions(count=2))[name]))
+        m.container_info_v2(name, RequestOptions(count=2))[name]), resolver_config(docker_sockets, containerd_states))
     if output == "json":
         _emit_json(info)
     else:

@@ -86,15 +86,28 @@ def machine_table(info, version) -> str:
     return "\n".join(printable(f"{k:<12} {v}") for k, v in rows)
 
 
+def spec_workload(labels: dict, aliases: list) -> str:
+    """NAMESPACE/POD/CONTAINER from a spec's kubelet labels, else the runtime's container name."""
+    pod = labels.get("io.kubernetes.pod.name")
+    if pod:
+        parts = (labels.get("io.kubernetes.pod.namespace"), pod, labels.get("io.kubernetes.container.name"))
+        return "/".join(p for p in parts if p)
+    if len(aliases) > 1 and not (aliases[0].startswith(aliases[1]) or aliases[1].startswith(aliases[0])):
+        return aliases[0]  # [name, id] once a runtime named it; [id, short id] from the path alone
+    return "-"
+
+
 def containers_table(info: dict) -> str:
-    rows = [("NAME", "RUNTIME", "ID", "CPU", "MEMORY", "WORKING SET", "LIMIT", "PIDS", "OOM KILLS")]
+    rows = [("NAME", "RUNTIME", "ID", "WORKLOAD", "IMAGE", "CPU", "MEMORY", "WORKING SET", "LIMIT", "PIDS",
+             "OOM KILLS")]
     for name in sorted(info):
         spec, stats = info[name].spec, info[name].stats
         latest = stats[-1] if stats else None
         cpu = latest.cpu_inst.usage.total / 1e9 if latest is not None and latest.cpu_inst else None
         mem = latest.memory if latest is not None else None
         procs = latest.processes if latest is not None else None
-        rows.append((name, spec.namespace or "-", (spec.aliases[1] if len(spec.aliases) > 1 else "-"),
+        rows.append((name, spec.namespace or "-", (spec.aliases[-1][:12] if spec.aliases else "-"),
+                     spec_workload(spec.labels, spec.aliases), spec.image or "-",
                      f"{cpu:.3f}" if cpu is not None else "-", _size(mem.usage) if mem else "-",
                      _size(mem.working_set) if mem else "-", _limit(spec.memory.limit),
                      str(procs.threads_current) if procs else "-", str(mem.events.oom_kill) if mem else "-"))
@@ -107,6 +120,11 @@ def stats_table(info, v2) -> str:
     lines = [f"name         {info.reference.name}"]
     if info.reference.namespace:
         lines.append(f"runtime      {info.reference.namespace} {info.reference.id}")
+    workload = spec_workload(spec.labels, info.reference.aliases)
+    if workload != "-":
+        lines.append(f"workload     {workload}")
+    if spec.image:
+        lines.append(f"image        {spec.image}")
     lines += [f"label        {k}={v}" for k, v in spec.labels.items()]
     if latest.cpu is not None:
         c = latest.cpu

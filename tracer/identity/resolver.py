@@ -76,6 +76,7 @@ class Resolver:
         self._queue: queue.Queue[str] = queue.Queue(self.config.queue_size)
         self._lock = threading.Lock()  # writers only; lookup() reads the dicts without it
         self._stop = threading.Event()
+        self._walked = threading.Event()
         self._thread: threading.Thread | None = None
 
     # --- the engine's side: never blocks on a runtime -----------------------------------------
@@ -152,6 +153,11 @@ class Resolver:
         self._thread = threading.Thread(target=self._run, name="oomtrace-identity", daemon=True)
         self._thread.start()
 
+    def wait_walked(self, timeout: float) -> bool:
+        """Wait until the start's walk of existing containers is done (a one-shot command that
+        shows them wants their names); False if it took longer than TIMEOUT."""
+        return self._walked.wait(timeout)
+
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -166,6 +172,7 @@ class Resolver:
         retries: list[tuple[float, str, int]] = []  # (when, path, attempt): a heap
         if self.config.walk:
             self._walk(retries)
+        self._walked.set()
         next_expiry = 0.0
         while not self._stop.is_set():
             wait = min(0.25, max(0.0, retries[0][0] - time.monotonic())) if retries else 0.25

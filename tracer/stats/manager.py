@@ -14,7 +14,9 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from tracer import defaults
 from tracer.stats import cgroups, filesystems, machine
@@ -65,6 +67,7 @@ class _Container:
     identity: naming.Identity
     spec: ContainerSpec
     history: deque
+    named: bool = False  # the runtime's names are in (a lookup may come up empty at first)
 
     def reference(self) -> ContainerReference:
         return ContainerReference(self.identity.container_id, self.name, list(self.identity.aliases),
@@ -82,8 +85,13 @@ class Manager(Interface):
     """The Interface (stats.interface) over periodic sweeps of cgroup files."""
 
     def __init__(self, config: ManagerConfig | None = None, layout: Layout | None = None,
-                 roots: machine.Roots = _ROOTS) -> None:
+                 roots: machine.Roots = _ROOTS, workloads: Callable[[str], Any] | None = None) -> None:
+        """WORKLOADS(name) says what a runtime knows of the container in cgroup NAME (an object
+        with .container: runtime, id, name, image, labels; and .pod: name, namespace, uid,
+        container), or None: tracer.identity's Resolver.lookup, a dict read. It fills specs
+        the way cAdvisor's runtime handlers do (labels, image, aliases [name, id])."""
         self.config = config or ManagerConfig()
+        self._workloads = workloads
         self.layout = layout or Layout.detect(roots.proc)
         self.roots = roots
         self.events = EventStore(self.config.events)
@@ -177,8 +185,36 @@ class Manager(Interface):
         identity = naming.identify(name)
         spec.labels = dict(identity.labels)
         c = _Container(name, dirs, identity, spec, deque(maxlen=self._history_len))
+        self._name(c)
         self._containers[name] = c
         return c
+
+    def _name(self, c: _Container) -> None:
+        """The runtime's names for C, once known: labels (the runtime's over the path's),
+        image, aliases [name, id] and the runtime as namespace, as cAdvisor's handlers give
+        them; a pod's kubelet labels (io.kubernetes.*) when the runtime's labels lack them
+        (containerd and CRI-O keep them in annotations), which kubelet's stats need."""
+        if c.named or self._workloads is None:
+            return
+        workload = self._workloads(c.name)
+        container = getattr(workload, "container", None)
+        pod = getattr(workload, "pod", None)
+        if container is None and pod is None:
+            return
+        labels = dict(c.identity.labels)
+        if container is not None:
+            labels.update(container.labels)
+            c.spec.image = container.image or ""
+            aliases = tuple(a for a in (container.name, container.id) if a)
+            c.identity = replace(c.identity, aliases=aliases or c.identity.aliases,
+                                 namespace=container.runtime or c.identity.namespace)
+        if pod is not None:
+            for key, value in (("io.kubernetes.pod.name", pod.name), ("io.kubernetes.pod.namespace", pod.namespace),
+                               ("io.kubernetes.pod.uid", pod.uid), ("io.kubernetes.container.name", pod.container)):
+                if value and key not in labels:
+                    labels[key] = value
+        c.spec.labels = labels
+        c.named = True
 
     def sweep(self, names: list[str] | None = None) -> SweepReport:
         """Sample every container (or NAMES) now; vanished ones are dropped."""
@@ -186,6 +222,8 @@ class Manager(Interface):
         now = time.time()
         with self._lock:
             targets = [self._containers[n] for n in (names or list(self._containers)) if n in self._containers]
+            for c in targets:
+                self._name(c)  # names learned since the container was found
         gone = []
         changes = {}
         for c in targets:
@@ -278,9 +316,12 @@ class Manager(Interface):
 
     def docker_container(self, container_id: str, request: ContainerInfoRequest = _LATEST
                          ) -> ContainerInfo:
+        """By the Docker container's name or its id (or an id prefix), as cAdvisor's docker
+        handler answers."""
         with self._lock:
             match = [c for c in self._containers.values() if c.identity.namespace == "docker"
-                     and c.identity.container_id.startswith(container_id)]
+                     and container_id and (c.identity.container_id.startswith(container_id)
+                                           or container_id in c.identity.aliases)]
         if len(match) != 1:
             raise ContainerGone(f"{'no' if not match else 'more than one'} docker container {container_id!r}")
         return self.container_info(match[0].name, request)
