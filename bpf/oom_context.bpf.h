@@ -23,6 +23,9 @@ struct oom_context {
 	__s32 order;
 	__u32 gfp_mask;
 	__u32 chosen_tid;
+	__u32 pad;
+	__u64 chosen;              /* struct task_struct *: oom_kill_process holds a reference to it
+	                            * until it returns, so mark_victim inside the call may read it */
 };
 
 BPF_HASH(oom_contexts, __u64, struct oom_context, 1024);     /* key: trigger pid_tgid */
@@ -109,6 +112,7 @@ int on_oom_kill_process(struct pt_regs *ctx)
 	OT_READ(chosen, oc->chosen);
 	if (chosen)
 		OT_READ(c.chosen_tid, chosen->pid);
+	c.chosen = (__u64)chosen;
 	OT_READ(memcg, oc->memcg);
 	if (memcg) {
 		struct cgroup_subsys_state *css = (struct cgroup_subsys_state *)memcg;
@@ -125,5 +129,28 @@ int on_oom_kill_process_return(struct pt_regs *ctx)
 	__u64 key = bpf_get_current_pid_tgid();
 
 	oom_contexts.delete(&key);
+	return 0;
+}
+
+/* Before 6.9 mark_victim gives only a tid. The other members of a memory.oom.group kill die
+ * through oom_kill_memcg_member(task, message), a callback (so never inlined) that holds a
+ * reference to the task while it kills it; victims.bpf.h reads that task. Attached only where
+ * mark_victim has the pid-only form. */
+BPF_HASH(oom_members, __u64, __u64, 1024);   /* key: trigger pid_tgid; value: struct task_struct * */
+
+int on_oom_kill_memcg_member(struct pt_regs *ctx)
+{
+	__u64 key = bpf_get_current_pid_tgid();
+	__u64 task = (__u64)PT_REGS_PARM1(ctx);
+
+	oom_members.update(&key, &task);
+	return 0;
+}
+
+int on_oom_kill_memcg_member_return(struct pt_regs *ctx)
+{
+	__u64 key = bpf_get_current_pid_tgid();
+
+	oom_members.delete(&key);
 	return 0;
 }

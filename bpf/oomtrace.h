@@ -24,6 +24,15 @@ enum context_source {
 	OT_CONTEXT_INFERRED = 2, /* tracepoint only: the victim's nearest memcg ancestor at its limit */
 };
 
+/* Where an oom_kill event's victim pid, comm and cgroups came from (0: only the tid, from
+ * a pid-only mark_victim; user space then reads /proc if the victim is still there). */
+enum victim_source {
+	OT_VICTIM_TRACEPOINT = 1,  /* the task mark_victim passes (6.9+ form and backports) */
+	OT_VICTIM_OOM_CONTROL = 2, /* oom_control.chosen, held by oom_kill_process while it kills */
+	OT_VICTIM_CURRENT = 3,     /* the victim is the task whose allocation failed */
+	OT_VICTIM_OOM_GROUP = 4,   /* the memory.oom.group member oom_kill_memcg_member is killing */
+};
+
 /* The kernel's enum oom_constraint, in its order (stable since 4.9). */
 enum constraint {
 	OT_CONSTRAINT_GLOBAL = 0,
@@ -65,6 +74,8 @@ struct oom_kill_event {
 	__u64 trigger_cgroup_id;   /* in the memory controller's hierarchy */
 	__s32 order;               /* kprobe only; -1 is sysrq */
 	__u32 gfp_mask;            /* kprobe only */
+	__u32 victim_source;       /* enum victim_source: pid, comm, cgroup ids from the kernel */
+	__u32 pad;
 	char comm[TASK_COMM_LEN];
 	char trigger_comm[TASK_COMM_LEN];
 };

@@ -58,6 +58,7 @@ static __always_inline void fill_victim(struct oom_kill_event *e, struct task_st
 	e->cgroup_id = css_cgroup_id(css);
 	e->memory_hierarchy = css_hierarchy(css);
 	e->dfl_cgroup_id = task_dfl_cgroup_id(task);
+	e->victim_source = OT_VICTIM_TRACEPOINT;
 }
 
 static __always_inline void fill_trigger(struct oom_kill_event *e)
@@ -140,13 +141,41 @@ TRACEPOINT_PROBE(oom, mark_victim)
 	return complete_victim(args, tid, v, HALF_FIGURES);
 }
 #else
-/* Old kernels pass only the victim's tid; user space resolves the rest from /proc. */
+/* Old kernels pass only the victim's tid. The task is still found in the kernel, before the
+ * victim can exit, while the kernel holds a reference to it: the memory.oom.group member being
+ * killed, else the oom_control.chosen that the kprobe on oom_kill_process kept (this runs inside
+ * that call), else the current task when the one that ran out of memory is marked itself. Only
+ * a task whose tid is the tracepoint's counts. Otherwise user space reads /proc, if the victim
+ * is still there. */
 int on_mark_victim(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct oom_kill_event e = {};
+	__u64 key = bpf_get_current_pid_tgid();
+	struct oom_context *c = oom_contexts.lookup(&key);
+	__u64 *member = oom_members.lookup(&key);
+	struct task_struct *task = NULL;
+	__u32 tid = (__u32)ctx->args[0], task_tid = 0, source = 0;
 
 	fill_common(&e);
-	e.tid = (__u32)ctx->args[0];
+	if (member && *member) {
+		task = (struct task_struct *)*member;
+		source = OT_VICTIM_OOM_GROUP;
+	} else if (c && c->chosen) {
+		task = (struct task_struct *)c->chosen;
+		source = OT_VICTIM_OOM_CONTROL;
+	} else if (tid == (__u32)key) {
+		task = (struct task_struct *)bpf_get_current_task();
+		source = OT_VICTIM_CURRENT;
+	}
+	if (task)
+		OT_READ(task_tid, task->pid);
+	if (task && task_tid == tid) {
+		fill_victim(&e, task);
+		e.victim_source = source;
+	}
+	e.tid = tid;
+	if (!c && e.victim_source == OT_VICTIM_CURRENT)
+		infer_context(&e, (struct task_struct *)bpf_get_current_task());
 	events.perf_submit(ctx, &e, sizeof(e));
 	return 0;
 }

@@ -1,6 +1,7 @@
 import ctypes
 import fnmatch
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,19 @@ def test_parse_header_grammar():
 def test_parse_header_rejects_what_it_cannot_mirror():
     with pytest.raises(ValueError, match="cannot parse member"):
         bpf_source.parse_header("struct s { struct other *p; };")
+
+
+def test_parse_header_follows_the_kernels_byte_order():
+    text = "#define N 4\nstruct s {\n __u32 type;\n __u64 id;\n char name[N];\n};"
+    assert bpf_source.parse_header(text).byteorder == sys.byteorder
+    big = bpf_source.parse_header(text, "big")
+    little = bpf_source.parse_header(text, "little")
+    raw = (7).to_bytes(4, "big") + bytes(4) + (0x0102030405060708).to_bytes(8, "big") + b"abc\0" + bytes(4)
+    assert (big.structs["s"].from_buffer_copy(raw).type, big.structs["s"].from_buffer_copy(raw).id) == (
+        7, 0x0102030405060708)
+    assert little.structs["s"].from_buffer_copy(raw).type == 7 << 24  # the wrong order is visibly wrong
+    assert big.byteorder == "big" and little.byteorder == "little"
+
+
+def test_victim_sources_are_named_in_the_header():
+    assert bpf_source.layout().names("OT_VICTIM_") == {1: "tracepoint", 2: "oom_control", 3: "current", 4: "oom_group"}

@@ -31,7 +31,7 @@ def test_oom_kill_inferred_context(builder):
                               context=C["OT_CONTEXT_INFERRED"], constraint=C["OT_CONSTRAINT_MEMCG"],
                               memcg_id=90, memcg_usage_pages=10, memcg_limit_pages=12,
                               anon_rss_kb=3, ktime_ns=5_000_000_000, trigger_comm=b"trig",
-                              oom_domain_pages=99, chosen_points=5))
+                              oom_domain_pages=99, chosen_points=5, victim_source=C["OT_VICTIM_TRACEPOINT"]))
     assert rec["type"] == "oom_kill" and rec["time"] == 1005.0
     assert (rec["pid"], rec["tid"], rec["comm"]) == (7, 8, "hog")
     assert (rec["cgroup"], rec["memcg"], rec["constraint"], rec["context"]) == ("/pod/ctr", "/pod", "memcg", "inferred")
@@ -127,7 +127,7 @@ def _strict(rec: dict) -> None:
 def test_schema_version_names_the_new_fields():
     from tracer.events.records import SCHEMA_VERSION
 
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
 
 
 def test_strings_that_are_not_utf8_are_escaped_and_flagged(builder):
@@ -213,3 +213,50 @@ def test_strings_os_read_with_surrogate_escapes_come_under_the_same_rule():
     rec = escape_os_strings({"type": "container_stats", "cgroup": os.fsdecode(b"/c\xff\\"), "x": "é", "n": 1})
     assert rec == {"type": "container_stats", "cgroup": "/c\\xff\\\\", "x": "é", "n": 1, "escaped": ["cgroup"]}
     _strict(rec)
+
+
+# --- pre-6.9 mark_victim: where the victim's identity came from ---------------------------------------
+
+def test_victim_from_oom_control_is_the_kernels_even_when_proc_says_otherwise(tmp_path, builder):
+    """5.10: the kprobe's oom_control.chosen gave pid, comm and cgroup; /proc is never read (a
+    process reusing the tid must not rename the victim) and the figures 6.9+ gives are None."""
+    d = tmp_path / "321"
+    d.mkdir()
+    (d / "status").write_text("Name:\tother\nTgid:\t999\nUid:\t5\t5\t5\t5\n")
+    (d / "cgroup").write_text("4:memory:/elsewhere\n")
+    builder.proc = tmp_path
+    rec = builder.decode(_oom(pid=320, tid=321, comm=b"hog", cgroup_id=100, memory_hierarchy=4,
+                              victim_source=C["OT_VICTIM_OOM_CONTROL"], context=C["OT_CONTEXT_KPROBE"]))
+    assert (rec["pid"], rec["comm"], rec["cgroup"], rec["victim_source"]) == (320, "hog", "/pod/ctr", "oom_control")
+    assert rec["anon_rss"] is None and rec["total_vm"] is None and rec["uid"] is None
+    _strict(rec)
+
+
+def test_victim_source_says_proc_or_none_when_only_the_tid_came(tmp_path, builder):
+    d = tmp_path / "321"
+    d.mkdir()
+    (d / "status").write_text("Name:\tworker\nTgid:\t320\nUid:\t1000\t1000\t1000\t1000\n")
+    (d / "cgroup").write_text("4:memory:/pod/ctr\n")
+    builder.proc = tmp_path
+    assert builder.decode(_oom(tid=321, memory_hierarchy=4))["victim_source"] == "proc"
+    gone = builder.decode(_oom(tid=322, memory_hierarchy=4))
+    assert (gone["victim_source"], gone["comm"], gone["pid"]) == ("none", None, 0)
+    fig = builder.decode(_oom(pid=1, tid=1, anon_rss_kb=2, victim_source=C["OT_VICTIM_TRACEPOINT"]))
+    assert (fig["victim_source"], fig["anon_rss"]) == ("tracepoint", 2048)
+
+
+def test_samples_decode_in_the_kernels_byte_order():
+    """A big-endian kernel's samples (s390x, ppc64): the type and every field read in its order."""
+    big = bpf_source.parse_header((bpf_source.bpf_dir() / bpf_source.HEADER).read_text(), "big")
+    hier = {4: Hierarchy(4, ("memory",), None)}
+    b = RecordBuilder(big, CgroupResolver(hier, CgroupPaths(), clock=lambda: 0.0), Clock(0), 4, page_size=4096)
+    b.resolver.seen(4, 100, "/pod/ctr")
+    ev = big.structs["oom_kill_event"](type=C["OT_EVENT_OOM_KILL"], pid=0x01020304, tid=0x01020304, comm=b"hog",
+                                       cgroup_id=100, memory_hierarchy=4, victim_source=C["OT_VICTIM_TRACEPOINT"])
+    raw = bytes(ev)
+    assert raw[:4] == C["OT_EVENT_OOM_KILL"].to_bytes(4, "big")
+    rec = b.decode(raw)
+    assert (rec["type"], rec["pid"], rec["comm"], rec["cgroup"]) == ("oom_kill", 0x01020304, "hog", "/pod/ctr")
+    mkdir = big.structs["cgroup_event"](type=C["OT_EVENT_CGROUP_MKDIR"], hierarchy=4, id=777, level=1,
+                                        path=b"/a", path_len=2, name=b"a", name_len=1)
+    assert b.decode(bytes(mkdir))["cgroup"] == "/a"

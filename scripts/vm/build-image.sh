@@ -5,7 +5,10 @@
 # The same root filesystem serves qemu (booted with init=oomtrace-vm-init) and, as a Vagrant
 # box (build-box.sh), libvirt (booted with systemd): it has systemd, sshd, sudo, rsync and the
 # `vagrant` user with Vagrant's well-known insecure key, DHCP by systemd-networkd.
-# Usage: build-image.sh SUITE OUTDIR     (SUITE: bookworm → 6.1, trixie → 6.12)
+# Usage: build-image.sh SUITE OUTDIR
+#   SUITE: bookworm → 6.1, trixie → 6.12, sid → Debian's newest kernel, each on its own userland;
+#   bullseye → Debian 11's kernel (5.10) and headers on bookworm's userland: bullseye's python3
+#   (3.9) is older than oomtrace needs (3.10), so its BCC (0.18) cannot run oomtrace.
 # Cache: $OOMTRACE_VM_CACHE (default /var/cache/oomtrace-vm): downloaded .debs, and the
 # image itself keyed by suite + this script + provision.sh + guest-init.sh.
 set -euo pipefail
@@ -17,13 +20,22 @@ key="$(cat "$here/build-image.sh" "$here/provision.sh" "$here/guest-init.sh" "$h
     | sha256sum | cut -c1-16)"
 image="$cache/images/$suite-$key"
 mkdir -p "$cache/debs/$suite" "$out"
+mirror=http://deb.debian.org/debian
+aptopts=()
+case "$suite" in
+    bullseye) userland=bookworm; kernel="linux-image-amd64/bullseye,linux-headers-amd64/bullseye"
+              mirrors=("$mirror" "deb $mirror bullseye main") ;;
+    *) userland="$suite"; kernel="linux-image-amd64,linux-headers-amd64"; mirrors=("$mirror") ;;
+esac
+# sid's Release is valid for a week only; a mirror that lags behind serves an expired one.
+[ "$suite" = sid ] && aptopts=(--aptopt='Acquire::Check-Valid-Until "false"')
 
 if [ ! -s "$image/rootfs.img" ]; then
     root="$(mktemp -d /var/tmp/oomtrace-rootfs.XXXXXX)"
     trap 'rm -rf "$root"' EXIT
     # A small initramfs (virtio and ext4 only): it boots in seconds under software emulation.
-    mmdebstrap --mode=root --variant=minbase --quiet \
-        --include=linux-image-amd64,linux-headers-amd64,initramfs-tools,ca-certificates,systemd-sysv,udev,openssh-server,sudo,rsync \
+    mmdebstrap --mode=root --variant=minbase --quiet "${aptopts[@]}" \
+        --include="$kernel",initramfs-tools,ca-certificates,systemd-sysv,udev,openssh-server,sudo,rsync \
         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' \
         --skip=download/empty --skip=essential/unlink \
@@ -45,7 +57,7 @@ if [ ! -s "$image/rootfs.img" ]; then
             chroot "$1" systemctl enable systemd-networkd >/dev/null 2>&1
             printf "/dev/vda / ext4 rw 0 1\n" > "$1"/etc/fstab' \
         --customize-hook="sync-out /var/cache/apt/archives '$cache/debs/$suite'" \
-        "$suite" "$root" http://deb.debian.org/debian
+        "$userland" "$root" "${mirrors[@]}"
     mkdir -p "$image.tmp"
     cp "$(ls "$root"/boot/vmlinuz-* | sort -V | tail -1)" "$image.tmp/vmlinuz"
     cp "$(ls "$root"/boot/initrd.img-* | sort -V | tail -1)" "$image.tmp/initrd.img"

@@ -21,8 +21,9 @@ kvm_works() {
 }
 "$here/build-image.sh" "$suite" "$work/image"
 
-# The checkout's tracked files (what CI tests), on a small ext4 disk the guest mounts.
-git -C "$repo" ls-files -z | (cd "$repo" && tar --null -T - -cf -) | tar -xf - -C "$work/code"
+# The working tree as the host suite sees it (tracked files and new ones not ignored), on a
+# small ext4 disk the guest mounts.
+git -C "$repo" ls-files -z --cached --others --exclude-standard | (cd "$repo" && tar --null -T - -cf -) | tar -xf - -C "$work/code"
 mke2fs -q -t ext4 -L oomtrace-code -d "$work/code" "$work/code.img" 256M
 
 accel="${OOMTRACE_VM_ACCEL:-$(kvm_works && echo kvm || echo tcg)}"
@@ -44,7 +45,7 @@ rc=$(sed -n 's/^OOMTRACE-VM-RC \([0-9]*\).*/\1/p' "$work/results.log" | tail -1)
 summary=$(python3 "$here/junit_counts.py" "$work/junit.xml")
 read -r passed failed skipped <<<"$summary"
 echo "$suite $(cat "$work/image/release") qemu/$accel passed=$passed failed=$failed skipped=$skipped seconds=$seconds" \
-    | tee "$work/summary"
+    "$("$here/doctor_abi.sh" "$work/results.log")" | tee "$work/summary"
 cat "$work/results.log"
 if [ "${rc:-}" != 0 ] || [ "$passed" = 0 ]; then
     echo "VM suite on $suite failed (rc=${rc:-none}); console: $work/console.log" >&2

@@ -60,6 +60,6 @@ seconds=$(( $(date +%s) - start ))
 read -r passed failed skipped <<<"$(python3 "$here/junit_counts.py" "$work/junit.xml")"
 release=$(in_ns vagrant ssh "$machine" -c 'uname -r' 2>/dev/null | tr -d '\r')
 echo "$suite $release vagrant/$OOMTRACE_LIBVIRT_DRIVER passed=$passed failed=$failed skipped=$skipped seconds=$seconds" \
-    | tee "$work/summary"
+    "$("$here/doctor_abi.sh" "$work/results.log")" | tee "$work/summary"
 cat "$work/results.log"
 [ "$rc" = 0 ] && [ "$passed" != 0 ] || { echo "VM suite over Vagrant ($suite) failed (rc=$rc)" >&2; exit 1; }

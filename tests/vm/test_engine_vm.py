@@ -13,9 +13,14 @@ from pathlib import Path
 
 from tests.cgroups import Cgroup
 from tests.kernel import go, oom_once, spawn_hog
+from tracer.kernel import host
 
 MiB = 1 << 20
 OOMTRACE = [sys.executable, "-m", "tracer"]
+# 6.9+ (and 6.1.y) mark_victim passes the victim task and the figures the kernel computed; older
+# kernels (5.10) pass only a tid: the kprobes then name the victim and the rss figures are None.
+TASK_ARG = host.gather().mark_victim_task_arg
+VICTIM_SOURCE = "tracepoint" if TASK_ARG else "oom_control"
 
 
 def _kills(engine, paths: set[str], count: int, timeout: float = 30.0) -> list[dict]:
@@ -30,6 +35,8 @@ def test_start_uses_kernel_headers_and_the_kprobe(vm_engine):
     assert start["cgroup_version"] == 2 and start["memory_hierarchy"] == "unified"
     assert any("oom_kill_process" in p for p in start["probes"]), start["probes"]
     assert not any("oom_kill_process" in k for k in start["missing"]), start["missing"]
+    if not TASK_ARG:  # pid-only mark_victim: oom.group members are named by this kprobe
+        assert any("oom_kill_memcg_member" in p for p in start["probes"]), (start["probes"], start["missing"])
 
 
 def test_memcg_oom_has_the_kprobes_context(vm_engine):
@@ -43,7 +50,11 @@ def test_memcg_oom_has_the_kprobes_context(vm_engine):
     assert kill["oom_domain_pages"] == 32 * MiB // os.sysconf("SC_PAGE_SIZE")
     assert kill["chosen_points"] > 0 and kill["order"] >= 0 and kill["gfp_mask"]
     assert kill["trigger_pid"] == pid and kill["trigger_cgroup"] == cg.path
-    assert kill["anon_rss"] >= 20 * MiB
+    assert kill["victim_source"] == VICTIM_SOURCE
+    if TASK_ARG:
+        assert kill["anon_rss"] >= 20 * MiB
+    else:  # this kernel's mark_victim carries no figures: the record says so with None, not 0
+        assert kill["anon_rss"] is None and kill["total_vm"] is None and kill["oom_score_adj"] is None, kill
 
 
 def test_oom_group_kills_every_member(vm_engine):
@@ -57,6 +68,10 @@ def test_oom_group_kills_every_member(vm_engine):
     cg.remove()
     assert sorted(k["pid"] for k in kills) == sorted(m.pid for m in members)
     assert {k["memcg"] for k in kills} == {cg.path} and {k["context"] for k in kills} == {"kprobe"}
+    assert {k["comm"] for k in kills} == {"python3"}
+    sources = sorted(k["victim_source"] for k in kills)
+    # pid-only mark_victim: the chosen one from oom_control, the two others from oom_kill_memcg_member
+    assert sources == (["tracepoint"] * 3 if TASK_ARG else ["oom_control", "oom_group", "oom_group"]), sources
 
 
 def test_global_oom_names_the_victims_cgroup(vm_engine):
@@ -68,6 +83,7 @@ def test_global_oom_names_the_victims_cgroup(vm_engine):
     (kill,) = _kills(vm_engine, {cg.path}, 1, timeout=60)
     cg.remove()
     assert kill["pid"] == hog.pid and kill["constraint"] == "global" and kill["context"] == "kprobe"
+    assert kill["comm"] == hog.comm and kill["victim_source"] == VICTIM_SOURCE
     assert kill["memcg"] is None and kill["memcg_limit"] is None
     assert kill["oom_domain_pages"] > 100_000  # the whole machine: about 2 GiB of pages
 
@@ -109,6 +125,7 @@ def test_headers_generated_from_btf_give_the_same_records(cache_dir, tmp_path):
     assert proc.returncode == 0, err
     (kill,) = [json.loads(line) for line in out.splitlines() if json.loads(line).get("cgroup") == cg.path]
     assert kill["pid"] == pid and kill["context"] == "kprobe" and kill["memcg_limit"] == 32 * MiB
+    assert kill["comm"] == "python3" and kill["victim_source"] == VICTIM_SOURCE
 
 
 def test_doctor_reports_this_kernel(cache_dir):
@@ -118,4 +135,5 @@ def test_doctor_reports_this_kernel(cache_dir):
     out = done.stdout
     assert platform.release() in out
     assert "kprobe" in out and "oom_kill_process" in out
-    assert f"/lib/modules/{platform.release()}/build" in out or "kernel-headers" in out
+    assert ("6.9+ layout" if TASK_ARG else "oom_control.chosen and oom_kill_memcg_member") in out, out
+    assert f"yes (/lib/modules/{platform.release()}/build)" in out and "the kernel's own headers" in out, out

@@ -32,7 +32,10 @@ def test_v2_stats_of_a_working_container():
             256 * MiB, 20000, 100000, 50)
         assert 64 * MiB <= latest.memory.usage <= 256 * MiB and latest.memory.rss >= 64 * MiB
         assert latest.memory.working_set == latest.memory.usage - latest.memory.total_inactive_file
-        assert latest.memory.max_usage >= latest.memory.usage  # memory.peak
+        if _has_peak(cg.dir):
+            assert latest.memory.max_usage >= latest.memory.usage  # memory.peak
+        else:  # before 5.19 v2 has no memory.peak: 0, as cAdvisor reports it there
+            assert latest.memory.max_usage == 0
         assert latest.cpu.cfs.throttled_periods > 0 and latest.cpu.usage.total > 0
         assert latest.cpu.psi.some.total > 0  # cpu.pressure
         writes = sum(d.stats["Write"] for d in latest.diskio.io_service_bytes)
@@ -56,7 +59,16 @@ def test_memory_events_count_a_real_oom_kill():
         m.start(background=False)
         stats = m.container_info(cg.path, ContainerInfoRequest(num_stats=1)).stats[-1]
         assert stats.memory.events.oom_kill == 1 and stats.memory.events.oom == 1
-        assert stats.oom_events == 1 and stats.memory.max_usage >= 30 * MiB
+        assert stats.oom_events == 1
+        if _has_peak(cg.dir):
+            assert stats.memory.max_usage >= 30 * MiB
+        else:  # 5.10: no memory.peak (5.19+); cAdvisor reports 0 there too
+            assert stats.memory.max_usage == 0
         m.stop()
     finally:
         cg.remove()
+
+
+def _has_peak(directory) -> bool:
+    """memory.peak came in 5.19; the 5.10 suite has none, and the reader must give 0 then."""
+    return os.path.exists(os.path.join(str(directory), "memory.peak"))

@@ -8,7 +8,6 @@ escaped, and then the record's "escaped" lists the field.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import time
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 from tracer.kernel.bpf_source import Layout
 from tracer.kernel.cgroupfs import CgroupResolver, kernel_text, unescape_kernel_text
 
-SCHEMA_VERSION = 4  # 4: container/pod identity (tracer/identity), docs/records.md
+SCHEMA_VERSION = 5  # 4: container/pod identity (tracer/identity); 5: victim_source. docs/records.md
 # Identity fields (tracer.identity.IdentitySink): on these record types, for these path fields.
 IDENTITY_FIELDS = {"oom_kill": ("container", "pod", "memcg_container", "memcg_pod"),
                    "cgroup_create": ("container", "pod"), "cgroup_delete": ("container", "pod"),
@@ -57,7 +56,7 @@ class RecordBuilder:
         self._cgroup = layout.structs["cgroup_event"]
         # A cgroup sample ends at its path's NUL: decode the fixed part, slice the strings.
         cg = self._cgroup
-        self._cgroup_head = type("cgroup_event_head", (ctypes.Structure,),
+        self._cgroup_head = type("cgroup_event_head", (cg.__base__,),
                                  {"_fields_": [f for f in cg._fields_ if f[0] not in ("name", "path")]})
         self._cgroup_min = cg.path.offset
         self._name_at, self._path_at = cg.name.offset, cg.path.offset
@@ -69,10 +68,12 @@ class RecordBuilder:
         }
         self._constraints = layout.names("OT_CONSTRAINT_")
         self._contexts = layout.names("OT_CONTEXT_")
+        self._victim_sources = layout.names("OT_VICTIM_")
+        self._byteorder = layout.byteorder  # the kernel's: samples are in its byte order
 
     def decode(self, raw: bytes) -> dict:
         """One record for one sample; a sample that cannot be decoded gives an error record."""
-        kind = int.from_bytes(raw[:4], "little") if len(raw) >= 4 else -1
+        kind = int.from_bytes(raw[:4], self._byteorder) if len(raw) >= 4 else -1
         decoder = self._decoders.get(kind)
         if decoder is None:
             return {"type": "error", "error": f"unknown event type {kind} ({len(raw)} bytes)"}
@@ -104,6 +105,8 @@ class RecordBuilder:
             "memcg_id": e.memcg_id,
             "constraint": self._constraints.get(e.constraint, str(e.constraint)),
             "context": self._contexts.get(e.context, "none"),
+            # where pid, comm, cgroup came from: tracepoint, oom_control, oom_group, current (the kernel), proc, none
+            "victim_source": self._victim_sources.get(e.victim_source, "none"),
             "memcg_usage": e.memcg_usage_pages * page if e.memcg_id else None,
             "memcg_limit": e.memcg_limit_pages * page if e.memcg_id else None,
             "oom_score_adj": e.oom_score_adj,
@@ -125,6 +128,8 @@ class RecordBuilder:
             _escaped(rec, "comm")
         if trigger_escaped:
             _escaped(rec, "trigger_comm")
+        if rec["victim_source"] != "tracepoint":  # pid-only mark_victim (before 6.9): no figures
+            rec.update(dict.fromkeys(_TRACEPOINT_FIGURES))
         self.put_path(rec, "cgroup", own_hier, own_id)
         self.put_path(rec, "memcg", hier, e.memcg_id)
         self.put_path(rec, "trigger_cgroup", hier, e.trigger_cgroup_id)
@@ -151,6 +156,7 @@ class RecordBuilder:
             status = dict(line.split(b":\t", 1) for line in (base / "status").read_bytes().splitlines()
                           if b":\t" in line)
             rec["pid"] = int(status[b"Tgid"])
+            rec["victim_source"] = "proc"
             rec["uid"] = int(status[b"Uid"].split()[0])
             try:  # comm as the kernel holds it (status escapes some bytes its own way)
                 name = (base / "comm").read_bytes().rstrip(b"\n")
@@ -218,6 +224,8 @@ class RecordBuilder:
         return kernel_text(whole)
 
 
+# What only the 6.9+ form of mark_victim gives: None in a record from an older one (uid may come from /proc).
+_TRACEPOINT_FIGURES = ("uid", "oom_score_adj", "total_vm", "anon_rss", "file_rss", "shmem_rss", "pgtables")
 NO_ID = "no id"  # the kernel gave no cgroup id (pre-6.9 mark_victim, the victim gone from /proc)
 
 

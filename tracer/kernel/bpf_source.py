@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+import sys
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -83,23 +84,27 @@ class Layout:
 
     constants: dict[str, int]
     structs: dict[str, type[ctypes.Structure]]
+    byteorder: str = sys.byteorder  # of the structures: the running kernel's (user space shares its CPU)
 
     def names(self, prefix: str) -> dict[int, str]:
         """Value -> lower-case name for the constants named PREFIX_*."""
         return {v: k[len(prefix):].lower() for k, v in self.constants.items() if k.startswith(prefix)}
 
 
-def parse_header(text: str) -> Layout:
-    """Parse the restricted C of oomtrace.h (see its opening comment)."""
+def parse_header(text: str, byteorder: str = sys.byteorder) -> Layout:
+    """Parse the restricted C of oomtrace.h (see its opening comment) into structures of
+    BYTEORDER ("little" or "big"; the running kernel's by default)."""
     text = _COMMENTS.sub("", text)
     constants = {name: int(value) for name, value in _DEFINE.findall(text)}
     for body in _ENUM.findall(text):
         constants.update((n, int(v)) for n, v in _ENUMERATOR.findall(body))
-    structs = {name: _struct(name, body, constants) for name, body in _STRUCT.findall(text)}
-    return Layout(constants, structs)
+    base = {"little": ctypes.LittleEndianStructure, "big": ctypes.BigEndianStructure}[byteorder]
+    structs = {name: _struct(name, body, constants, base) for name, body in _STRUCT.findall(text)}
+    return Layout(constants, structs, byteorder)
 
 
-def _struct(name: str, body: str, constants: dict[str, int]) -> type[ctypes.Structure]:
+def _struct(name: str, body: str, constants: dict[str, int],
+            base: type[ctypes.Structure] = ctypes.Structure) -> type[ctypes.Structure]:
     fields: list[tuple[str, type]] = []
     for line in filter(str.strip, body.splitlines()):
         m = _MEMBER.match(line)
@@ -109,7 +114,7 @@ def _struct(name: str, body: str, constants: dict[str, int]) -> type[ctypes.Stru
         if dim is not None:
             ctype = ctype * (int(dim) if dim.isdigit() else constants[dim])
         fields.append((member, ctype))
-    return type(name, (ctypes.Structure,), {"_fields_": fields})
+    return type(name, (base,), {"_fields_": fields})
 
 
 @cache

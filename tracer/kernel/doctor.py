@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from tracer.errors import OomtraceError
@@ -75,7 +76,7 @@ def report(cache_dir: Path, extra: tuple[tuple[str, str], ...] = ()) -> str:
     container runtimes) come last, aligned with the rest."""
     facts = host.gather(mount_tracefs=True)
     rows = [
-        ("kernel", facts.release),
+        ("kernel", f"{facts.release} ({headers.kernel_arch()}, {sys.byteorder}-endian)"),
         ("BTF", _yes(facts.btf, str(headers.BTF_PATH))),
         ("kernel headers", _yes(facts.kernel_headers, f"/lib/modules/{facts.release}/build")),
         ("kheaders", _yes(facts.kheaders, str(headers.KHEADERS_PATH))),
@@ -120,7 +121,11 @@ def _tracefs(facts: host.HostFacts) -> str:
 def _mark_victim(facts: host.HostFacts) -> str:
     if not facts.mark_victim:
         return "missing: oomtrace cannot run"
-    return "yes, with the victim task (6.9+ layout)" if facts.mark_victim_task_arg else "yes, pid only (pre-6.9 layout)"
+    if facts.mark_victim_task_arg:
+        return "yes, with the victim task (6.9+ layout)"
+    source = ("oom_kill_process's oom_control.chosen" + (" and oom_kill_memcg_member" if facts.oom_group_symbol else "")
+              if facts.oom_kill_symbol else "/proc while the victim still exists")
+    return f"yes, pid only (pre-6.9 layout): the victim's comm and cgroup from {source}"
 
 
 def _cgroups(hierarchies: dict[int, cgroupfs.Hierarchy]) -> str:
@@ -142,8 +147,14 @@ def _probe_lines(facts: host.HostFacts) -> list[str]:
     else:
         rows = [("kprobe oom_kill_process",
                  "not available: constraint and OOMing memcg are inferred (nearest memcg at its limit)")]
+    if facts.oom_kill_symbol and not facts.mark_victim_task_arg:
+        rows.append((f"kprobe {facts.oom_group_symbol or 'oom_kill_memcg_member'}",
+                     "memory.oom.group members: pid, comm, cgroup" if facts.oom_group_symbol
+                     else "not traceable: oom.group members other than the chosen named from /proc"))
     for tp in probes.TRACEPOINTS:
         present = facts.tracefs is not None and (facts.tracefs / "events" / tp.group / tp.name).is_dir()
-        rows.append((f"tracepoint {tp.group}:{tp.name}", tp.gives if present else "missing on this kernel"))
+        gives = tp.gives if tp is not probes.TRACEPOINTS[0] or facts.mark_victim_task_arg else \
+            "every victim: its tid only (pre-6.9 layout)"
+        rows.append((f"tracepoint {tp.group}:{tp.name}", gives if present else "missing on this kernel"))
     width = max(len(probe) for probe, _ in rows)
     return [f"{probe:<{width}}  {what}" for probe, what in rows]

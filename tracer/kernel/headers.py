@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import os
 import platform
 import re
@@ -25,7 +26,7 @@ from tracer.errors import KernelUnsupported
 from tracer.kernel import bpf_source, btf_trim
 
 # Bump when the generated tree's layout changes, so old caches are not reused.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5  # 5: explicit padding (explicit_padding)
 # -D flag that makes the tree use the whole BTF dump instead of the trimmed one.
 FULL_BTF_FLAG = "-DOOMTRACE_FULL_BTF"
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
@@ -91,6 +92,11 @@ def choose(
     )
 
 
+def kernel_headers_present(release_dir: Path) -> bool:
+    """Whether /lib/modules/RELEASE (RELEASE_DIR) holds a header tree BCC can use."""
+    return _kernel_headers(release_dir / "build", release_dir / "source")
+
+
 def _kernel_headers(build: Path, source: Path) -> bool:
     """A header tree for this kernel: whole in build/, or split as Debian ships it (generated
     files in build/, the rest in source/ = linux-headers-R-common), which BCC reads both of."""
@@ -142,7 +148,7 @@ def ensure_btf_tree(cache_dir: Path, release: str, btf: Path = BTF_PATH) -> Head
     tree.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=tree.parent))
     try:
-        dump = dump_btf_c(btf)
+        dump = explicit_padding(dump_btf_c(btf))
         roots = btf_trim.roots_of(_program_sources()) | btf_trim.identifiers(uapi) | {"struct pt_regs"}
         write_btf_tree(tmp, dump, uapi, read_kconfig(), release, extra_stubs(), btf_trim.trim(dump, roots))
         try:
@@ -172,6 +178,22 @@ def dump_btf_c(btf: Path) -> str:
     return out.stdout.decode()
 
 
+_LONG_PAD = re.compile(r"^(\s*)long: 64;$", re.MULTILINE)
+
+
+def explicit_padding(btf_c: str) -> str:
+    """The dump with bpftool's padding bit-fields (`long: 64;`, put before a member that the
+    kernel aligns more than its type) as named char arrays of the same size.
+
+    BCC's rewriter, which turns `&task->pid` into an address, lays those bit-fields out
+    differently from the compile that makes the program: on Debian 11's 5.10 every member of
+    task_struct after `se` came out 16 bytes late there (sched_entity pads before `avg`), so the
+    program read the wrong field. A char array lays out the same in both.
+    """
+    n = itertools.count()
+    return _LONG_PAD.sub(lambda m: f"{m.group(1)}char __oomtrace_pad{next(n)}[8];", btf_c)
+
+
 def _first_existing(paths: Iterable[str]) -> str | None:
     return next((p for p in paths if os.path.exists(p)), None)
 
@@ -191,21 +213,29 @@ def bcc_uapi_bpf_header() -> str:
     BCC embeds it in libbcc; every type and enumerator it defines clashes with the BTF dump,
     so the tree has to rename exactly those.
     """
-    start, end = b"#ifndef _UAPI__LINUX_BPF_H__", b"#endif /* _UAPI__LINUX_BPF_H__ */"
     for lib in _libbcc_candidates():
         try:
             data = Path(lib).read_bytes()
         except OSError:
             continue
-        s = data.find(start)
-        e = data.find(end, s)
-        if s >= 0 and e > s:
-            return data[s:e].decode("utf-8", "replace")
+        text = embedded_uapi_bpf_header(data)
+        if text is not None:
+            return text
     # Not embedded (or libbcc not found): the distribution's uapi header is the next best guess.
     fallback = Path("/usr/include/linux/bpf.h")
     if fallback.is_file():
         return fallback.read_text()
     raise KernelUnsupported("cannot find BCC's uapi bpf.h (is python3-bpfcc installed?)")
+
+
+def embedded_uapi_bpf_header(lib: bytes) -> str | None:
+    """The uapi bpf.h embedded in libbcc's bytes LIB: a C string from its include guard to its
+    NUL (its closing comment changed: `_UAPI__LINUX_BPF_H__` up to BCC 0.3x, `__LINUX_BPF_H__` in 0.37)."""
+    s = lib.find(b"#ifndef _UAPI__LINUX_BPF_H__")
+    e = lib.find(b"\0", s)
+    if s < 0 or e < 0 or b"#endif" not in lib[s:e]:
+        return None
+    return lib[s:e].decode("utf-8", "replace")
 
 
 def _libbcc_candidates() -> list[str]:
@@ -293,14 +323,42 @@ def linux_version_code(release: str) -> int:
     return (major << 16) + (minor << 8) + min(patch, 255)
 
 
+# uname's machine -> the kernel's arch/ directory, as BCC maps it when it adds
+# -I$BCC_KERNEL_SOURCE/arch/<dir>/include (BCC reads $ARCH first, as kbuild does).
+_ARCH_DIRS = (
+    (("x86_64", "i386", "i486", "i586", "i686"), "x86"),
+    (("aarch64", "arm64"), "arm64"),
+    (("ppc64", "ppc64le", "ppc"), "powerpc"),
+    (("s390x", "s390"), "s390"),
+    (("riscv64", "riscv32"), "riscv"),
+    (("loongarch64",), "loongarch"),
+    (("mips", "mips64", "mipsel", "mips64el"), "mips"),
+)
+
+
+def kernel_arch(machine: str | None = None, environ: dict[str, str] | None = None) -> str:
+    """The kernel's name for this machine's architecture (its arch/ directory): $ARCH if set,
+    else uname's machine mapped (x86_64 -> x86, aarch64 -> arm64, armv7l -> arm, ...)."""
+    env = os.environ if environ is None else environ
+    if env.get("ARCH"):
+        return env["ARCH"]
+    machine = machine or platform.machine()
+    for names, arch in _ARCH_DIRS:
+        if machine in names:
+            return arch
+    if machine.startswith("arm"):
+        return "arm"
+    return machine
+
+
 def write_btf_tree(
     root: Path, btf_c: str, uapi: str, kconfig: dict[str, str], release: str, stubs: list[str],
-    trimmed: str | None = None,
+    trimmed: str | None = None, arch: str | None = None,
 ) -> None:
     """Write a header tree that BCC accepts as BCC_KERNEL_SOURCE.
 
     It holds the whole dump and, when given, a TRIMMED one that is used unless the compile
-    defines OOMTRACE_FULL_BTF.
+    defines OOMTRACE_FULL_BTF. ARCH is the kernel's arch/ directory (default: this machine's).
     """
     inc = root / "include"
     names = clashing_names(btf_c, uapi)
@@ -312,7 +370,7 @@ def write_btf_tree(
     _write(inc / "linux" / "kconfig.h", _kconfig_h(kconfig))
     _write(inc / "linux" / "version.h", _version_h(release))
     page = _page_h(os.sysconf("SC_PAGE_SIZE"))
-    _write(root / "arch" / "x86" / "include" / "asm" / "page.h", page)
+    _write(root / "arch" / (arch or kernel_arch()) / "include" / "asm" / "page.h", page)
     _write(inc / "asm" / "page.h", page)
     _write(root / "NAMES", "\n".join(names) + "\n")
 

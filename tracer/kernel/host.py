@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tracer.kernel import cgroupfs, symbols
+from tracer.kernel import cgroupfs, headers, symbols
 
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 KPROBE_PMU = Path("/sys/bus/event_source/devices/kprobe/type")
@@ -29,22 +29,25 @@ class HostFacts:
     mark_victim_task_arg: bool
     hierarchies: dict[int, cgroupfs.Hierarchy] = field(default_factory=dict)
     capabilities: dict[str, bool] = field(default_factory=dict)
+    # oom_kill_memcg_member: names memory.oom.group members where mark_victim gives only a tid
+    oom_group_symbol: str | None = None
 
 
 def gather(mount_tracefs: bool = True) -> HostFacts:
     release = platform.release()
     tracefs, mounted = find_tracefs(mount=mount_tracefs)
     kprobes = KPROBE_PMU.exists()
-    symbol = None
+    symbol = group_symbol = None
     if kprobes:
-        names = symbols.kallsyms_text_names(prefix="oom_kill_process")
-        symbol = symbols.choose_symbol(
-            "oom_kill_process", names, symbols.traceable_functions(tracefs, "oom_kill_process"))
+        names = symbols.kallsyms_text_names(prefix="oom_kill_")
+        traceable = symbols.traceable_functions(tracefs, "oom_kill_")
+        symbol = symbols.choose_symbol("oom_kill_process", names, traceable)
+        group_symbol = symbols.choose_symbol("oom_kill_memcg_member", names, traceable)
     fmt = mark_victim_format(tracefs)
     return HostFacts(
         release=release,
         btf=Path("/sys/kernel/btf/vmlinux").is_file(),
-        kernel_headers=Path("/lib/modules", release, "build", "include", "linux", "kconfig.h").is_file(),
+        kernel_headers=headers.kernel_headers_present(Path("/lib/modules", release)),
         kheaders=Path("/sys/kernel/kheaders.tar.xz").exists(),
         kprobes=kprobes,
         tracefs=tracefs,
@@ -54,6 +57,7 @@ def gather(mount_tracefs: bool = True) -> HostFacts:
         mark_victim_task_arg=fmt is not None and has_field(fmt, "comm"),
         hierarchies=cgroupfs.read_hierarchies(),
         capabilities=capabilities(),
+        oom_group_symbol=group_symbol,
     )
 
 

@@ -49,6 +49,7 @@ class ProbePlan:
     mark_victim_task_arg: bool
     cgroups: bool = True
     reclaim: bool = True
+    group_symbol: str | None = None  # oom_kill_memcg_member: only for the pid-only mark_victim
 
     @classmethod
     def from_host(cls, facts: HostFacts, reclaim: bool = True) -> ProbePlan:
@@ -56,7 +57,8 @@ class ProbePlan:
             raise ProbeError(
                 "this kernel has no oom:mark_victim tracepoint (Linux 4.13+) or tracefs is not "
                 "mounted: oomtrace cannot see OOM kills here")
-        return cls(facts.oom_kill_symbol, facts.mark_victim_task_arg, reclaim=reclaim)
+        return cls(facts.oom_kill_symbol, facts.mark_victim_task_arg, reclaim=reclaim,
+                   group_symbol=None if facts.mark_victim_task_arg else facts.oom_group_symbol)
 
     def cflags(self) -> list[str]:
         flags = [f"-I{bpf_source.bpf_dir()}", "-Wno-unused-function"]
@@ -155,6 +157,17 @@ def _attach_kprobe(probes: Probes, plan: ProbePlan) -> None:
     if ok:
         _attach_optional(probes, f"kretprobe {plan.kprobe_symbol}", lambda: probes.bpf.attach_kretprobe(
             event=sym, fn_name=b"on_oom_kill_process_return"))
+    if plan.mark_victim_task_arg:
+        return  # mark_victim names every victim itself
+    if plan.group_symbol is None:
+        probes.missing["kprobe oom_kill_memcg_member"] = (
+            "not traceable here: memory.oom.group members other than the chosen victim are named from /proc")
+        return
+    group = plan.group_symbol.encode()
+    if _attach_optional(probes, f"kprobe {plan.group_symbol}", lambda: probes.bpf.attach_kprobe(
+            event=group, fn_name=b"on_oom_kill_memcg_member")):
+        _attach_optional(probes, f"kretprobe {plan.group_symbol}", lambda: probes.bpf.attach_kretprobe(
+            event=group, fn_name=b"on_oom_kill_memcg_member_return"))
 
 
 def _attach_required(probes: Probes, name: str, attach: Callable[[], object]) -> None:
