@@ -93,7 +93,7 @@ def test_workload_spec(layout):
     assert spec.memory.limit == num("memory", WORK, "memory.limit_in_bytes") == 200 * MiB
     assert num("memory", WORK, "memory.soft_limit_in_bytes") == V1_NO_LIMIT
     assert num("memory", WORK, "memory.memsw.limit_in_bytes") == V1_NO_LIMIT
-    assert spec.memory.reservation == spec.memory.swap_limit == UNLIMITED
+    assert spec.memory.reservation == spec.memory.swap_limit == V1_NO_LIMIT  # raw, as cAdvisor reads v1
     assert spec.cpu.limit == num("cpu", WORK, "cpu.shares") == 512
     assert (spec.cpu.quota, spec.cpu.period) == (num("cpu", WORK, "cpu.cfs_quota_us"),
                                                  num("cpu", WORK, "cpu.cfs_period_us")) == (50000, 100000)
@@ -104,12 +104,14 @@ def test_workload_spec(layout):
     assert not spec.has_network and not spec.has_filesystem  # only the root has those
 
 
-def test_unlimited_values_of_the_oom_sibling(layout):
+def test_unlimited_values_of_the_oom_sibling(layout, devices):
     spec = read_spec(layout.dirs(OOMED))
     assert spec.memory.limit == num("memory", OOMED, "memory.limit_in_bytes") == 32 * MiB
     assert num("cpu", OOMED, "cpu.cfs_quota_us") == -1 and spec.cpu.quota == 0  # -1: no quota
     assert spec.cpu.limit == num("cpu", OOMED, "cpu.shares") == 1024
     assert text("pids", OOMED, "pids.max").strip() == "max" and spec.processes.limit == UNLIMITED
+    # The stats' threads_max is runc's pids limit, which cAdvisor reports: 0 for "max".
+    assert read_stats(layout.dirs(OOMED), 1.0, devices).processes.threads_max == 0
 
 
 def test_workload_cpu(layout, devices):
@@ -199,7 +201,7 @@ def test_root_of_every_hierarchy(layout, devices):
     assert stats.memory.usage == num("memory", "/", "memory.usage_in_bytes")
     st = pairs("memory", "/", "memory.stat")
     assert stats.memory.working_set == max(stats.memory.usage - st["total_inactive_file"], 0)
-    assert read_spec(layout.dirs("/")).memory.limit == UNLIMITED  # the root has no limit
+    assert read_spec(layout.dirs("/")).memory.limit == V1_NO_LIMIT  # the root has no limit: the kernel's figure
 
 
 def test_a_missing_cgroup_is_gone(layout, devices):

@@ -98,6 +98,11 @@ def test_max_age_zero_collects_now(manager):
     assert info.stats[-1].timestamp > before
 
 
+def test_an_unknown_id_type_is_refused(manager):
+    with pytest.raises(ValueError, match="invalid request type"):
+        manager.get_requested_containers_info("/", RequestOptions(id_type="pod"))
+
+
 def test_history_is_bounded_by_time():
     m = Manager(ManagerConfig(housekeeping_interval=0.1, history_seconds=0.5))
     m.start()

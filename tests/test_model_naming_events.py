@@ -7,17 +7,21 @@ import threading
 import pytest
 
 from tracer.stats.cgroups.naming import identify
-from tracer.stats.container_events import EventPolicy, EventStore
+from tracer.stats.container_events import EventPolicy, EventStore, oom_events
 from tracer.stats.conversion import cpu_inst
 from tracer.stats.model import (
     ContainerInfo,
     ContainerReference,
+    ContainerSpec,
     ContainerStats,
+    ContainerStatsV2,
     CpuStats,
     CpuUsage,
     Event,
     EventData,
     EventRequest,
+    FilesystemStatsV2,
+    FsInfoV2,
     FsStats,
     InterfaceStats,
     MemoryStats,
@@ -36,7 +40,7 @@ def test_json_uses_cadvisor_names_and_go_omitempty():
                            network=NetworkStats(InterfaceStats("eth0", rx_bytes=7), [InterfaceStats("eth0", 7)]),
                            filesystem=[FsStats(device="/dev/vda", limit=100)])
     doc = to_json(stats)
-    assert doc["timestamp"] == "2023-11-14T22:13:20.500000Z"
+    assert doc["timestamp"] == "2023-11-14T22:13:20.5Z"  # Go's RFC3339Nano: trailing zeros trimmed
     assert doc["cpu"]["usage"] == {"total": 5, "per_cpu_usage": [2, 3], "user": 0, "system": 0}
     assert doc["memory"]["kernel"] == 1 and "diskio" not in doc and "processes" not in doc
     assert doc["network"]["name"] == "eth0" and doc["network"]["rx_bytes"] == 7  # the inlined first interface
@@ -45,8 +49,58 @@ def test_json_uses_cadvisor_names_and_go_omitempty():
     assert info["name"] == "/a" and info["aliases"] == ["x"] and "id" not in info and "stats" not in info
     assert to_json(Event("/a", 1.0, "oomKill", EventData(OomKillEventData(7, "java")))) == {
         "container_name": "/a", "timestamp": rfc3339(1.0), "event_type": "oomKill",
-        "event_data": {"oom": {"pid": 7, "process_name": "java"}}}
+        "event_data": {"oom": {"pid": 7, "process_name": "java", "constraint": ""}}}
     assert rfc3339(0) == "0001-01-01T00:00:00Z"
+
+
+def _oom_record(constraint: str, cgroup: str | None, memcg: str | None) -> dict:
+    return {"type": "oom_kill", "pid": 7, "comm": "java", "constraint": constraint, "cgroup": cgroup, "memcg": memcg}
+
+
+def test_oom_events_are_named_as_cadvisors_oomparser_names_them():
+    oom, kill = oom_events(_oom_record("memcg", "/pod/ctr", "/pod"), 5.0)
+    assert (oom.container_name, oom.event_type, oom.event_data.oom) == ("/pod/ctr", "oom", None)
+    assert (kill.container_name, kill.event_type) == ("/pod", "oomKill")
+    assert to_json(kill.event_data) == {"oom": {"pid": 7, "process_name": "java", "constraint": "CONSTRAINT_MEMCG"}}
+    # A global OOM (and a cpuset or mempolicy one) is `/` for both: kubelet's "System OOM".
+    for constraint in ("global", "cpuset", "mempolicy"):
+        oom, kill = oom_events(_oom_record(constraint, "/user.slice/x", None), 5.0)
+        assert (oom.container_name, kill.container_name) == ("/", "/")
+        assert to_json(kill.event_data) == {"oom": {"pid": 7, "process_name": "java", "constraint": ""}}
+    # The memcg's path unresolved: the victim's cgroup (inside it), never `/`.
+    assert oom_events(_oom_record("memcg", "/pod/ctr", None), 5.0)[1].container_name == "/pod/ctr"
+
+
+def test_event_requests_as_cadvisor_reads_them():
+    store = EventStore()
+    store.add(Event("/a/b", 1.0, "oomKill"))
+    assert store.get(EventRequest(event_types=frozenset(), container_name="/a", include_subcontainers=True)) == []
+    assert len(store.get(EventRequest(container_name="", include_subcontainers=True))) == 1  # "" is everything
+    assert store.get(EventRequest(container_name="", include_subcontainers=False)) == []
+    with pytest.raises(ValueError, match="start time"):
+        store.watch(EventRequest(start_time=0.5))
+
+
+def test_go_time_format_trims_the_fraction():
+    assert rfc3339(1700000000.0) == "2023-11-14T22:13:20Z"
+    assert rfc3339(1700000000.123456) == "2023-11-14T22:13:20.123456Z"
+    assert rfc3339(1700000000.12) == "2023-11-14T22:13:20.12Z"
+
+
+def test_pointer_at_zero_is_kept_and_nil_is_dropped():
+    # Go's omitempty leaves out a nil pointer only: inodes_free at 0 is kubelet's eviction signal.
+    assert to_json(FsInfoV2(inodes=0, inodes_free=0))["inodes_free"] == 0
+    assert "inodes_free" not in to_json(FsInfoV2())
+    assert to_json(FilesystemStatsV2(0, 0, 0)) == {"totalUsageBytes": 0, "baseUsageBytes": 0,
+                                                   "containter_inode_usage": 0}
+    assert to_json(ContainerStatsV2(hugetlb={}))["hugetlb"] == {}  # *map: a pointer to an empty map
+    # A time.Time with omitempty is a struct to Go: written even at its zero.
+    assert to_json(ContainerSpec())["creation_time"] == "0001-01-01T00:00:00Z"
+    # Nested structs with omitempty are written too (Go never omits a struct value).
+    spec = to_json(ContainerSpec())
+    assert spec["cpu"] == {"limit": 0, "max_limit": 0} and spec["memory"] == {} and spec["processes"] == {}
+    net = to_json(NetworkStats())
+    assert net["tcp"]["Established"] == 0 and net["udp6"] == {"Listen": 0, "Dropped": 0, "RxQueued": 0, "TxQueued": 0}
 
 
 @pytest.mark.parametrize("name, namespace, cid, labels", [

@@ -13,7 +13,7 @@ import pytest
 
 from tests.cgroups import Cgroup
 from tests.collecting import OOMTRACE
-from tests.kernel import oom_once
+from tests.kernel import go, spawn_hog
 from tracer.stats import cgroups
 from tracer.stats.cgroups import ContainerGone, Layout
 from tracer.stats.filesystems import DirUsageWalker, dir_usage
@@ -102,15 +102,25 @@ def test_live_events_show_a_real_oom_kill(cache_dir):
     proc = subprocess.Popen([*OOMTRACE, "events", "--output", "json", "--duration", "6", "--cache-dir",
                              str(cache_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(2.5)  # the engine loads
-    cg, pid = oom_once("live")
-    cg.remove()
+    # The limit on the parent, the victim in a child: cAdvisor names the `oom` event after the
+    # victim's memcg (the child) and the `oomKill` event after the memcg that OOMed (the parent).
+    cg = Cgroup.memory("live", 16 << 20)
+    try:
+        child = cg.child("task")
+        hog = spawn_hog(child)
+        go([hog])
+        assert hog.wait(30) == -9
+    finally:
+        cg.remove()
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     events = [json.loads(line) for line in out.splitlines()]
-    mine = [(e["event_type"], e.get("event_data", {}).get("oom", {}).get("pid")) for e in events
-            if e["container_name"] == cg.path]
-    assert ("containerCreation", None) in mine and ("oomKill", pid) in mine and ("oom", pid) in mine
-    assert ("containerDeletion", None) in mine
+    mine = [(e["container_name"], e["event_type"], e.get("event_data")) for e in events
+            if e["container_name"] in (cg.path, child.path)]
+    assert (child.path, "oom", {}) in mine, mine  # as cAdvisor: the oom event carries no data
+    assert (cg.path, "oomKill", {"oom": {"pid": hog.pid, "process_name": hog.comm,
+                                         "constraint": "CONSTRAINT_MEMCG"}}) in mine, mine
+    assert (cg.path, "containerCreation", {}) in mine and (child.path, "containerDeletion", {}) in mine
 
 
 def test_dir_usage_counts_hard_links_once_and_runs_off_the_caller(tmp_path):

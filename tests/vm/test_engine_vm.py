@@ -86,6 +86,17 @@ def test_global_oom_names_the_victims_cgroup(vm_engine):
     assert kill["comm"] == hog.comm and kill["victim_source"] == VICTIM_SOURCE
     assert kill["memcg"] is None and kill["memcg_limit"] is None
     assert kill["oom_domain_pages"] > 100_000  # the whole machine: about 2 GiB of pages
+    # The Interface names a system OOM's events `/`, as cAdvisor does: kubelet's watcher reads
+    # that as "System OOM encountered" (a container OOM names the containers instead).
+    from tracer.stats.manager import Manager, ManagerConfig
+    from tracer.stats.model import EventRequest
+
+    m = Manager(ManagerConfig(network=False))
+    m.on_record(kill)
+    events = m.get_events(EventRequest(event_types=frozenset({"oom", "oomKill"}), max_events=-1))
+    assert sorted((e.event_type, e.container_name) for e in events) == [("oom", "/"), ("oomKill", "/")]
+    (data,) = [e.event_data.oom for e in events if e.event_type == "oomKill"]
+    assert (data.pid, data.process_name, data.constraint) == (hog.pid, hog.comm, "")
 
 
 def test_cgroup_creation_and_deletion(vm_engine):

@@ -12,7 +12,7 @@ import queue
 import threading
 from dataclasses import dataclass, field
 
-from tracer.stats.model import EVENT_TYPES, Event, EventRequest
+from tracer.stats.model import EVENT_TYPES, Event, EventData, EventRequest, OomKillEventData
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,26 @@ class EventPolicy:
         return self.per_type_events.get(kind, self.max_events)
 
 
+def oom_events(record: dict, stamp: float) -> tuple[Event, Event]:
+    """The `oom` and `oomKill` events of one `oom_kill` record, named as cAdvisor names them.
+
+    cAdvisor's oomparser reads the kernel's `oom-kill:constraint=…,oom_memcg=M,task_memcg=T,…`
+    line: the `oom` event is named after T (the victim task's memcg) and carries no data; the
+    `oomKill` event after M (the memcg that hit its limit) with the pid, the name and (master)
+    the constraint. Any OOM that is not a memcg's prints no oom_memcg, its regexp fails and both
+    events keep their default name `/`, with no constraint: kubelet reads `/` as "System OOM
+    encountered". (Its code comments say the reverse of this; its tests pin this.)"""
+    pid, comm = int(record.get("pid") or 0), str(record.get("comm") or "")
+    if record.get("constraint") != "memcg":
+        return (Event("/", stamp, "oom"), Event("/", stamp, "oomKill", EventData(OomKillEventData(pid, comm))))
+    task = record.get("cgroup") or "/"
+    # The memcg's path is unknown only if the directory went before it was resolved; the
+    # victim's own cgroup lies inside it, so it names the container that OOMed better than `/`.
+    memcg = record.get("memcg") or task
+    data = EventData(OomKillEventData(pid, comm, "CONSTRAINT_MEMCG"))
+    return Event(task, stamp, "oom"), Event(memcg, stamp, "oomKill", data)
+
+
 def matches(request: EventRequest, event: Event) -> bool:
     if event.event_type not in request.event_types:
         return False
@@ -40,7 +60,10 @@ def matches(request: EventRequest, event: Event) -> bool:
         return False
     name = request.container_name
     if request.include_subcontainers:
-        return name == "/" or event.container_name == name or event.container_name.startswith(name.rstrip("/") + "/")
+        # cAdvisor: an empty name with subcontainers is every container, as "/" is.
+        if name in ("/", ""):
+            return True
+        return event.container_name == name or event.container_name.startswith(name.rstrip("/") + "/")
     return event.container_name == name
 
 
@@ -102,8 +125,11 @@ class EventStore:
         return found[-request.max_events:] if request.max_events > 0 else found
 
     def watch(self, request: EventRequest, size: int = 1000) -> Watch:
+        # cAdvisor refuses both: a watch streams what happens from now on.
         if request.end_time is not None:
             raise ValueError("a watch has no end time")
+        if request.start_time is not None:
+            raise ValueError("a watch has no start time")
         w = Watch(request, size)
         with self._lock:
             self._watches.append(w)

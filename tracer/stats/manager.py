@@ -21,7 +21,7 @@ from typing import Any
 from tracer import defaults
 from tracer.stats import cgroups, filesystems, machine
 from tracer.stats.cgroups import ContainerDirs, ContainerGone, Layout, StatsOptions, naming
-from tracer.stats.container_events import EventPolicy, EventStore, Watch
+from tracer.stats.container_events import EventPolicy, EventStore, Watch, oom_events
 from tracer.stats.conversion import spec_v2, stats_v2
 from tracer.stats.interface import Interface
 from tracer.stats.model import (
@@ -32,12 +32,10 @@ from tracer.stats.model import (
     ContainerSpec,
     ContainerStats,
     Event,
-    EventData,
     EventRequest,
     FsInfoV2,
     MachineInfo,
     NetworkStats,
-    OomKillEventData,
     RequestOptions,
     VersionInfo,
 )
@@ -271,14 +269,12 @@ class Manager(Interface):
         kind = record.get("type")
         stamp = float(record.get("time") or time.time())
         if kind == "oom_kill":
-            victim = record.get("cgroup") or "/"
-            data = EventData(OomKillEventData(int(record.get("pid") or 0), str(record.get("comm") or "")))
-            self.events.add(Event(record.get("memcg") or victim, stamp, "oom", data))
-            self.events.add(Event(victim, stamp, "oomKill", data))
+            for event in oom_events(record, stamp):
+                self.events.add(event)
         elif kind in ("cgroup_create", "cgroup_delete"):
             self._engine_events = True
-            event = "containerCreation" if kind == "cgroup_create" else "containerDeletion"
-            self.events.add(Event(record.get("cgroup") or "/", stamp, event))
+            event_type = "containerCreation" if kind == "cgroup_create" else "containerDeletion"
+            self.events.add(Event(record.get("cgroup") or "/", stamp, event_type))
             self._wake.set()
 
     # --- the Interface -----------------------------------------------------------------------
@@ -386,6 +382,8 @@ class Manager(Interface):
             return sorted(n for n in self._containers if n == name or n.startswith(prefix) or name == "/")
 
     def _requested(self, name: str, options: RequestOptions) -> list[str]:
+        if options.id_type not in ("name", "docker"):  # cAdvisor: "invalid request type"
+            raise ValueError(f"invalid request type {options.id_type!r}")
         if options.id_type == "docker":
             name = self.docker_container(name).reference.name
         self._get(name)

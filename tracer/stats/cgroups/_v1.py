@@ -22,7 +22,6 @@ from tracer.stats.model import (
 )
 
 _TICK_NS = 10**9 // os.sysconf("SC_CLK_TCK")  # cpuacct.stat counts USER_HZ ticks
-_V1_UNLIMITED = 9223372036854771712  # memory.limit_in_bytes with no limit (PAGE_COUNTER_MAX pages)
 
 
 def cpu_spec(cpu: str | None, cpuset: str | None) -> CpuSpec:
@@ -44,7 +43,9 @@ def memory_spec(memory: str) -> MemorySpec:
 
 
 def _limit(value: int | None) -> int:
-    return MAX if value == _V1_UNLIMITED else (value or 0)
+    # cAdvisor reads the v1 files raw: no limit stays the kernel's 9223372036854771712 (only a
+    # v2 "max" becomes MaxUint64), and a consumer comparing with it must see that number.
+    return value or 0
 
 
 def process_spec(pids: str) -> ProcessSpec:
@@ -61,7 +62,8 @@ def cpu_stats(cpu: str | None, cpuacct: str | None, per_cpu: bool) -> CpuStats:
             stats.usage.per_cpu = [int(v) for v in (read(cpuacct + "/cpuacct.usage_percpu") or b"").split()]
     if cpu:
         cfs = read_kv(cpu + "/cpu.stat")
-        stats.cfs = CpuCFS(cfs.get(b"nr_periods", 0), cfs.get(b"nr_throttled", 0), cfs.get(b"throttled_time", 0))
+        stats.cfs = CpuCFS(cfs.get(b"nr_periods", 0), cfs.get(b"nr_throttled", 0), cfs.get(b"throttled_time", 0),
+                           cfs.get(b"nr_bursts", 0), cfs.get(b"burst_time", 0))
     return stats
 
 
@@ -71,7 +73,9 @@ def memory_stats(memory: str) -> MemoryStats:
     p = b"total_" if b"total_rss" in st else b""
     usage = read_int(memory + "/memory.usage_in_bytes") or 0
     inactive = st.get(p + b"inactive_file", 0)
-    faults = MemoryStatsMemoryData(st.get(p + b"pgfault", 0), st.get(p + b"pgmajfault", 0))
+    # cAdvisor (libcontainer handler) fills both container_data and hierarchical_data from the
+    # local pgfault/pgmajfault, never total_*: for the root and any parent they differ.
+    faults = MemoryStatsMemoryData(st.get(b"pgfault", 0), st.get(b"pgmajfault", 0))
     oom = read_kv(memory + "/memory.oom_control")
     return MemoryStats(
         usage=usage, max_usage=read_int(memory + "/memory.max_usage_in_bytes") or 0,
@@ -80,14 +84,20 @@ def memory_stats(memory: str) -> MemoryStats:
         total_active_file=st.get(p + b"active_file", 0), total_inactive_file=inactive,
         failcnt=read_int(memory + "/memory.failcnt") or 0,
         kernel_usage=read_int(memory + "/memory.kmem.usage_in_bytes") or 0,
-        container_data=faults, hierarchical_data=faults,
+        container_data=faults, hierarchical_data=MemoryStatsMemoryData(faults.pgfault, faults.pgmajfault),
         events=MemoryEvents(oom_kill=oom.get(b"oom_kill", 0)))
 
 
 def process_stats(pids: str, cpu_or_any: str | None) -> ProcessStats:
     return ProcessStats(process_count=(count_lines(cpu_or_any + "/cgroup.procs") or 0) if cpu_or_any else 0,
                         threads_current=read_int(pids + "/pids.current") or 0,
-                        threads_max=read_int(pids + "/pids.max") or 0)
+                        threads_max=_pids_max(pids))
+
+
+def _pids_max(pids: str) -> int:
+    """pids.max, 0 for "max": runc's pids limit, which cAdvisor reports, is 0 when unlimited."""
+    value = read_int(pids + "/pids.max") or 0
+    return 0 if value == MAX else value
 
 
 def diskio_stats(blkio: str, device_name) -> DiskIoStats:

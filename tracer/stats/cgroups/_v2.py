@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tracer.stats.cgroups._files import count_lines, read, read_int, read_kv, read_psi
+from tracer.stats.cgroups._files import MAX, count_lines, read, read_int, read_kv, read_psi
 from tracer.stats.model import (
     CpuCFS,
     CpuSpec,
@@ -47,7 +47,8 @@ def cpu_stats(d: str) -> CpuStats:
     stats = CpuStats(
         usage=CpuUsage(total=st.get(b"usage_usec", 0) * 1000, user=st.get(b"user_usec", 0) * 1000,
                        system=st.get(b"system_usec", 0) * 1000),
-        cfs=CpuCFS(st.get(b"nr_periods", 0), st.get(b"nr_throttled", 0), st.get(b"throttled_usec", 0) * 1000))
+        cfs=CpuCFS(st.get(b"nr_periods", 0), st.get(b"nr_throttled", 0), st.get(b"throttled_usec", 0) * 1000,
+                   st.get(b"nr_bursts", 0), st.get(b"burst_usec", 0) * 1000))
     stats.psi = read_psi(d + "/cpu.pressure") or stats.psi
     return stats
 
@@ -75,7 +76,13 @@ def memory_stats(d: str, root: bool) -> MemoryStats:
 def process_stats(d: str) -> ProcessStats:
     return ProcessStats(process_count=count_lines(d + "/cgroup.procs") or 0,
                         threads_current=read_int(d + "/pids.current") or 0,
-                        threads_max=read_int(d + "/pids.max") or 0)
+                        threads_max=_pids_max(d))
+
+
+def _pids_max(d: str) -> int:
+    """pids.max, 0 for "max", as runc (and so cAdvisor) reports an unlimited pids controller."""
+    value = read_int(d + "/pids.max") or 0
+    return 0 if value == MAX else value
 
 
 def diskio_stats(d: str, device_name) -> DiskIoStats:

@@ -2,12 +2,21 @@
 
 Plain data; imports nothing from oomtrace. Field names are snake_case Python; to_json() gives
 cAdvisor's JSON names (json= in a field's metadata, omitempty as in Go: zero scalars and empty
-lists and maps are left out, nested structs never are). Times are Unix seconds (float) here
-and RFC 3339 strings in JSON; sizes are bytes, CPU times nanoseconds, as in cAdvisor.
+lists and maps are left out, nested structs and times never are, a Go pointer (pointer=True,
+None = nil) only when None, never at 0). Times are Unix seconds (float) here and RFC 3339 with
+nanoseconds, trailing zeros trimmed, in JSON; sizes are bytes, CPU times nanoseconds, as in
+cAdvisor. tests/test_cadvisor_conformance.py checks every type against cAdvisor's Go tags.
 """
 
 from tracer.stats.model._json import rfc3339, to_json
-from tracer.stats.model.events import EVENT_TYPES, Event, EventData, EventRequest, OomKillEventData
+from tracer.stats.model.events import (
+    EVENT_TYPES,
+    ContainerDeletionEventData,
+    Event,
+    EventData,
+    EventRequest,
+    OomKillEventData,
+)
 from tracer.stats.model.v1 import (
     Cache,
     ContainerInfo,
@@ -18,6 +27,7 @@ from tracer.stats.model.v1 import (
     Core,
     CpuCFS,
     CpuSchedstat,
+    CPUSetStats,
     CpuSpec,
     CpuStats,
     CpuUsage,
@@ -25,22 +35,32 @@ from tracer.stats.model.v1 import (
     DiskIoStats,
     FsInfo,
     FsStats,
+    Health,
     HugePagesInfo,
     HugetlbStats,
     InterfaceStats,
+    LoadStats,
     MachineInfo,
     MemoryEvents,
+    MemoryInfo,
+    MemoryNumaStats,
     MemorySpec,
     MemoryStats,
     MemoryStatsMemoryData,
     NetInfo,
     NetworkStats,
     Node,
+    NVMInfo,
     PerDiskStats,
     ProcessSpec,
     ProcessStats,
     PSIData,
     PSIStats,
+    ResctrlStats,
+    TcpAdvancedStat,
+    TcpStat,
+    UdpStat,
+    UlimitSpec,
     VersionInfo,
 )
 from tracer.stats.model.v2 import (
@@ -56,7 +76,9 @@ from tracer.stats.model.v2 import (
 )
 
 __all__ = [
+    "CPUSetStats",
     "Cache",
+    "ContainerDeletionEventData",
     "ContainerInfo",
     "ContainerInfoRequest",
     "ContainerInfoV2",
@@ -83,14 +105,19 @@ __all__ = [
     "FsInfo",
     "FsInfoV2",
     "FsStats",
+    "Health",
     "HugePagesInfo",
     "HugetlbStats",
     "InterfaceStats",
+    "LoadStats",
     "MachineInfo",
     "MemoryEvents",
+    "MemoryInfo",
+    "MemoryNumaStats",
     "MemorySpec",
     "MemoryStats",
     "MemoryStatsMemoryData",
+    "NVMInfo",
     "NetInfo",
     "NetworkStats",
     "NetworkStatsV2",
@@ -102,6 +129,11 @@ __all__ = [
     "ProcessSpec",
     "ProcessStats",
     "RequestOptions",
+    "ResctrlStats",
+    "TcpAdvancedStat",
+    "TcpStat",
+    "UdpStat",
+    "UlimitSpec",
     "VersionInfo",
     "rfc3339",
     "to_json",

@@ -8,23 +8,40 @@ from dataclasses import field
 from typing import Any
 
 
-def json_field(json: str, default: Any = 0, omitempty: bool = False, factory: Any = None) -> Any:
-    meta = {"json": json, "omitempty": omitempty}
+def json_field(json: str, default: Any = 0, omitempty: bool = False, factory: Any = None,
+               pointer: bool = False) -> Any:
+    """POINTER: a Go pointer field (None = nil). Go's omitempty drops only nil then, never a
+    pointer at 0: `inodes_free: 0` must stay in the JSON (it is kubelet's eviction signal)."""
+    meta = {"json": json, "omitempty": omitempty, "pointer": pointer}
+    if pointer:
+        default = None
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
 
 
 def json_time(json: str, omitempty: bool = False) -> Any:
-    """Unix seconds here; an RFC 3339 string in JSON."""
+    """Unix seconds here; an RFC 3339 string in JSON. Go's omitempty never drops a time.Time
+    (a struct), so 0 is written as Go's zero time whatever the tag says."""
     return field(default=0.0, metadata={"json": json, "omitempty": omitempty, "time": True})
 
 
 def rfc3339(seconds: float) -> str:
+    """Go's time.RFC3339Nano: UTC, the fraction with its trailing zeros trimmed (none if 0).
+    Python floats carry microseconds reliably, so the fraction has at most 6 digits here."""
     if not seconds:
         return "0001-01-01T00:00:00Z"  # Go's zero time
     stamp = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    fraction = f"{stamp.microsecond:06d}".rstrip("0")
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
+
+
+def _empty(v: Any, pointer: bool) -> bool:
+    """Go's omitempty: nil, false, 0, "" and empty slices and maps; never a struct value, and
+    of a pointer only nil (a pointer at 0 is not empty)."""
+    if v is None:
+        return True
+    return not pointer and not dataclasses.is_dataclass(v) and not v
 
 
 def to_json(value: Any) -> Any:
@@ -38,11 +55,9 @@ def to_json(value: Any) -> Any:
                 out.update(to_json(v))
                 continue
             if meta.get("time"):
-                if meta.get("omitempty") and not v:
-                    continue
                 out[meta["json"]] = rfc3339(v)
                 continue
-            if meta.get("omitempty") and (v is None or (not dataclasses.is_dataclass(v) and not v)):
+            if meta.get("omitempty") and _empty(v, meta.get("pointer", False)):
                 continue
             out[meta.get("json", f.name)] = to_json(v)
         return out

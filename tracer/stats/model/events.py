@@ -15,11 +15,21 @@ EVENT_TYPES = ("oom", "oomKill", "containerCreation", "containerDeletion")
 class OomKillEventData:
     pid: int = json_field("pid")
     process_name: str = json_field("process_name", "")
+    # cAdvisor master (lib/model): the kernel's constraint, "CONSTRAINT_MEMCG" for a memcg OOM;
+    # "" for any other, whose kernel line its oomparser does not match. Not in v0.56.2.
+    constraint: str = json_field("constraint", "")
+
+
+@dataclass(slots=True)
+class ContainerDeletionEventData:
+    exit_code: int = json_field("exit_code")  # -1: not known, as cAdvisor
 
 
 @dataclass(slots=True)
 class EventData:
-    oom: OomKillEventData | None = json_field("oom", None, omitempty=True)
+    oom: OomKillEventData | None = json_field("oom", omitempty=True, pointer=True)
+    container_deletion: ContainerDeletionEventData | None = json_field("container_deletion", omitempty=True,
+                                                                       pointer=True)
 
 
 @dataclass(slots=True)
@@ -27,7 +37,7 @@ class Event:
     container_name: str = json_field("container_name", "")
     timestamp: float = json_time("timestamp")
     event_type: str = json_field("event_type", "")
-    event_data: EventData = json_field("event_data", factory=EventData)
+    event_data: EventData = json_field("event_data", omitempty=True, factory=EventData)
 
 
 @dataclass(frozen=True, slots=True)
