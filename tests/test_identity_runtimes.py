@@ -47,34 +47,29 @@ def archive(base) -> Path:
     return rt.image_archive(base / "bb.tar")
 
 
+def _runtime(kind, base: Path, archive: Path, *programs: str):
+    """A runtime of KIND (tests/runtimes.py) in its own directory under BASE, for a module."""
+    rt.need(*programs)
+    runtime = kind(base / kind.__name__.lower())
+    runtime.start(archive)
+    yield runtime
+    runtime.stop()
+    rt.unmount_below(runtime.base)
+
+
 @pytest.fixture(scope="module")
 def docker(base, archive):
-    rt.need("dockerd", "docker")
-    d = rt.Docker(base / "docker")
-    d.start(archive)
-    yield d
-    d.stop()
-    rt.unmount_below(d.base)
+    yield from _runtime(rt.Docker, base, archive, "dockerd", "docker")
 
 
 @pytest.fixture(scope="module")
 def containerd(base, archive):
-    rt.need("containerd", "ctr", "runc")
-    c = rt.Containerd(base / "containerd")
-    c.start(archive)
-    yield c
-    c.stop()
-    rt.unmount_below(c.base)
+    yield from _runtime(rt.Containerd, base, archive, "containerd", "ctr", "runc")
 
 
 @pytest.fixture(scope="module")
 def podman(base, archive):
-    rt.need("podman", "conmon", "runc")
-    p = rt.Podman(base / "podman")
-    p.start(archive)
-    yield p
-    p.stop()
-    rt.unmount_below(p.base)
+    yield from _runtime(rt.Podman, base, archive, "podman", "conmon", "runc")
 
 
 @pytest.fixture(scope="module")
