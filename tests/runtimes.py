@@ -118,7 +118,7 @@ class Daemon:
     def start(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.base,
                                          start_new_session=True)
 
     def wait_until(self, ready, timeout: float = 30.0) -> None:
@@ -240,7 +240,9 @@ class Podman:
         self.daemon.wait_until(lambda: http_ready(self.socket))
 
     def cli(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-        return run(["podman", *self.globals, *args], timeout=timeout, check=check)
+        # In BASE: conmon, which podman starts, writes a file named `oom` into its working
+        # directory when a container is OOM-killed (it once appeared in the repository).
+        return run(["podman", *self.globals, *args], timeout=timeout, check=check, cwd=self.base)
 
     def stop(self) -> None:
         if self.daemon.proc is not None:
