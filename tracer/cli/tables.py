@@ -23,15 +23,14 @@ def events_table(records: list[dict]) -> str:
 
 
 def workload(record: dict) -> str:
-    """NAMESPACE/POD/CONTAINER for a pod's record, the container's name for a plain one, else -."""
-    pod = record.get("pod") or record.get("memcg_pod")
-    container = record.get("container") or record.get("memcg_container")
-    pod = pod if isinstance(pod, dict) else {}
-    container = container if isinstance(container, dict) else {}
-    if pod.get("name"):
-        parts = (pod.get("namespace"), pod.get("name"), pod.get("container") or container.get("name"))
-        return "/".join(str(p) for p in parts if p)
-    return str(container.get("name") or "-")
+    """NAMESPACE/POD/CONTAINER for a pod's record, the container's name for a plain one, else -:
+    the store's workload columns, read from the record the same way."""
+    from tracer.collect.store import workload as columns
+
+    namespace, pod, container, _ = columns(record)
+    if pod:
+        return "/".join(p for p in (namespace, pod, container) if p)
+    return container or "-"
 
 
 def _details(record: dict) -> str:

@@ -158,7 +158,7 @@ class Collector:
         self.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = _peer(writer)
+        peer, host = _peer(writer)
         if len(self._handlers) >= self.max_connections:
             self.metrics.refused.labels("cap").inc()
             self._log(logging.WARNING, "cap", "%s: refused: %d connections are open (the cap)", peer,
@@ -174,7 +174,7 @@ class Collector:
         conn = _Connection(reader, writer, peer, wire.unpacker(self.config.max_frame),
                            Acks(writer, self.config.pipeline_depth, task.cancel))
         try:
-            node, bound = _host(peer), None
+            node, bound = host, None
             if self.config.shared_key is not None:
                 node = await asyncio.wait_for(self._handshake(conn), self.config.handshake_timeout)
                 bound = node if self.config.bind_node else None
@@ -381,19 +381,15 @@ def _remove_stale_socket(path: str) -> None:
     raise OSError(errno.EADDRINUSE, f"another process listens on {path}")
 
 
-def _host(peer: str) -> str:
-    """A peer's name without the port: the node of records that name none (one per host, not
-    one per connection)."""
-    host, sep, port = peer.rpartition(":")
-    return host if sep and port.isdigit() and not peer.startswith("unix:") else peer
-
-
-def _peer(writer: asyncio.StreamWriter) -> str:
+def _peer(writer: asyncio.StreamWriter) -> tuple[str, str]:
+    """(the peer as logs name it, host:port; its host alone: the node of records that name
+    none, one per host rather than one per connection)."""
     name = writer.get_extra_info("peername")
     if isinstance(name, tuple):
         host, port = name[:2]
-        return f"{host}:{port}"
-    return f"unix:{writer.get_extra_info('sockname') or '?'}"
+        return f"{host}:{port}", str(host)
+    label = f"unix:{writer.get_extra_info('sockname') or '?'}"
+    return label, label
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -63,13 +63,14 @@ class Metrics:
                 label = self._nodes[key] = text(key)
             else:
                 label = OTHER_NODES
-        if label is OTHER_NODES:
-            self.nodes_overflow.inc()
         return label
 
     def count_received(self, rows: list[Row]) -> None:
         for node, n in Tally(row.node for row in rows).items():
-            self.received.labels(self.node(node)).inc(n)
+            label = self.node(node)
+            self.received.labels(label).inc(n)
+            if label is OTHER_NODES:  # counted here, once per record received
+                self.nodes_overflow.inc(n)
         clamped = sum(row.flags for row in rows)  # TIME_CLAMPED is the only flag
         if clamped:
             self.clamped.inc(clamped)

@@ -107,7 +107,7 @@ def rows(message: Message, received: float, peer: str = "", bound_node: str | No
     tag = message.tag
     latest = received + FUTURE_SKEW
     new = tuple.__new__  # Row(...) would run namedtuple's __new__ in Python: ~0.1 µs a row more
-    for stamp, rec, raw in message.entries:  # hot: plain type checks, no helper calls
+    for stamp, rec, raw in message.entries:  # hot: plain type checks, one call (workload, ~0.1 µs)
         rid, node, kind = rec.get("id"), rec.get("node"), rec.get("type")
         cgroup, memcg = rec.get("cgroup"), rec.get("memcg")
         if type(rid) is not str:
@@ -115,20 +115,25 @@ def rows(message: Message, received: float, peer: str = "", bound_node: str | No
         flags = 0
         if not EARLIEST <= stamp <= latest:  # NaN fails this too; an int past 2^63 cannot be bound
             stamp, flags = received, TIME_CLAMPED
-        pod, container = rec.get("pod") or rec.get("memcg_pod"), rec.get("container") or rec.get("memcg_container")
         append(new(Row, (rid, stamp, received,
                          bound_node if bound_node is not None else node if type(node) is str else peer,
                          kind if type(kind) is str else None, cgroup if type(cgroup) is str else None,
-                         memcg if type(memcg) is str else None, tag, flags,
-                         *(_workload(pod, container) if pod or container else _NO_WORKLOAD), raw)))
+                         memcg if type(memcg) is str else None, tag, flags, *workload(rec), raw)))
     return out
 
 
 _NO_WORKLOAD = (None, None, None, None)
 
 
+def workload(record: dict) -> tuple[str | None, ...]:
+    """(namespace, pod, container, image) of a record: its `pod` and `container` (an OOM kill's
+    victim), else its `memcg_pod` and `memcg_container`; what is not a string is None."""
+    pod, container = record.get("pod") or record.get("memcg_pod"), record.get("container") or record.get(
+        "memcg_container")
+    return _workload(pod, container) if pod or container else _NO_WORKLOAD
+
+
 def _workload(pod: object, container: object) -> tuple[str | None, ...]:
-    """(namespace, pod, container, image) from a record's identity maps; what is not a string is None."""
     pod = pod if isinstance(pod, dict) else {}
     container = container if isinstance(container, dict) else {}
     values = (pod.get("namespace"), pod.get("name"), pod.get("container") or container.get("name"),
