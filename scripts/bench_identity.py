@@ -117,6 +117,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="oomtrace-bench-identity-"))
     cache = work / "headers"
     docker = rt.Docker(work / "docker")
+    cgroups_before = rt.cgroups_present()
     docker.start(rt.image_archive(work / "bb.tar"))
     try:
         bare = bare_latency(headers.choose(cache), args.kills)
@@ -132,6 +133,7 @@ def main() -> None:
     finally:
         docker.stop()
         rt.unmount_below(work)
+        rt.remove_new_cgroups(cgroups_before)  # dockerd's /docker in every hierarchy
         shutil.rmtree(work, ignore_errors=True)
     cache_mib, plain_mib = cache_memory()
 
