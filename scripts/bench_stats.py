@@ -7,9 +7,9 @@ memory, processes, disk io, hugetlb) in CPU seconds, best of several, beside the
 os.open/os.read/os.close of exactly the files that sweep read, recorded from the sweep itself.
 Then the resident memory of the event engine plus the manager holding 2 minutes of history
 (13 samples at kubelet's 10 s) for every container. Target: sweep ≤ 1.5× the floor;
-RSS ≤ 120 MB.
+RSS ≤ 120 MB. --numa also reads memory.numa_stat and cpuset.memory_migrate (off by default).
 
-    sudo .venv/bin/python scripts/bench_stats.py [--containers 1000] [--repeat 7]
+    sudo .venv/bin/python scripts/bench_stats.py [--containers 1000] [--repeat 7] [--numa]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.cgroups import Cgroup  # noqa: E402
-from tracer.stats.cgroups import Layout  # noqa: E402
+from tracer.stats.cgroups import Layout, StatsOptions  # noqa: E402
 from tracer.stats.manager import Manager, ManagerConfig  # noqa: E402
 
 TAG = "bench-stats"  # the cgroups are /oomtrace-bench-stats-<hex>/cNNNN (tests.cgroups.Cgroup)
@@ -97,6 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--containers", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--numa", action="store_true", help="the measured manager reads numa_stat and memory_migrate")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_stats.py: run as root (it makes cgroups and loads the event engine)")
@@ -104,16 +105,16 @@ def main() -> None:
     remove_leftovers(layout)
     parent, names = make_cgroups(layout, args.containers)
     try:
-        run(layout, parent, names, args.repeat)
+        run(layout, parent, names, args.repeat, StatsOptions(numa=args.numa, cpuset=args.numa))
     finally:
         parent.remove()
 
 
-def run(layout: Layout, parent: Cgroup, names: list[str], repeat: int) -> None:
+def run(layout: Layout, parent: Cgroup, names: list[str], repeat: int, options: StatsOptions) -> None:
     rss_before_engine = rss_mb()
     engine, stop = start_engine()
     rss_engine = rss_mb()
-    manager = Manager(ManagerConfig(network=False), layout=layout)
+    manager = Manager(ManagerConfig(network=False, stats=options), layout=layout)
     manager.start(background=False)
     ours = [n for n in manager.names() if n.startswith(parent.name + "/")]
     assert len(ours) == len(names), f"discovered {len(ours)} of {len(names)} cgroups"

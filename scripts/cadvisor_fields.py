@@ -14,7 +14,9 @@ import subprocess
 import sys
 
 FILES = ("info/v1/container.go", "info/v1/machine.go", "info/v1/docker.go",
-         "info/v2/container.go", "info/v2/machine.go")
+         "info/v2/container.go", "info/v2/machine.go",
+         # master (2026): info/v1 and most of info/v2 are aliases of these
+         "lib/model/container.go", "lib/model/machine.go", "lib/model/projection.go")
 
 _STRUCT = re.compile(r"^type (\w+) struct \{\s*$")
 # A field line: Name Type `json:"..."` (an embedded struct has no Name).

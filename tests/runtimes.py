@@ -11,6 +11,7 @@ tests skip and say exactly why.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -278,3 +280,19 @@ def unmount_below(base: Path) -> None:
             points.append(point)
     for point in sorted(points, key=len, reverse=True):
         subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+@contextlib.contextmanager
+def runtime_base(tag: str) -> Iterator[Path]:
+    """A directory for runtimes' state, short (unix socket paths stay under 108 bytes); on the
+    way out what they mounted below it is unmounted, the parent cgroups they made are removed,
+    and the directory too."""
+    d = Path(f"/tmp/oomtrace-{tag}-{os.getpid()}")
+    d.mkdir(exist_ok=True)
+    before = cgroups_present()
+    try:
+        yield d
+    finally:
+        unmount_below(d)
+        remove_new_cgroups(before)
+        shutil.rmtree(d, ignore_errors=True)

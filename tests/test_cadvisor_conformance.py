@@ -1,9 +1,11 @@
 """The model against cAdvisor's Go structs: JSON names, omitempty, kinds and pointer-ness.
 
 The Go facts are tests/data/cadvisor-json-fields-v0.56.2.json, extracted from cAdvisor's source
-at v0.56.2 (what kubelet 1.36 vendors) by scripts/cadvisor_fields.py. Differences oomtrace does
-not (yet) close are listed below by name, so each one is a decision someone can see; a new
-difference, or a listed one that has been fixed, fails the test.
+at v0.56.2 (what kubelet 1.36 vendors) by scripts/cadvisor_fields.py, and
+tests/data/cadvisor-json-fields-master-6a0c4f25.json, the same from its master (July 2026).
+Differences oomtrace does not (yet) close are listed below by name, so each one is a decision
+someone can see; a new difference, or a listed one that has been fixed, fails the test. Every
+difference from v0.56.2 must be one of master's fields, exactly as master tags it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ import pytest
 from tracer.stats import model
 
 DATA = Path(__file__).parent / "data" / "cadvisor-json-fields-v0.56.2.json"
+MASTER_DATA = Path(__file__).parent / "data" / "cadvisor-json-fields-master-6a0c4f25.json"
 V1, V1M, V2, V2M = "info/v1/container.go", "info/v1/machine.go", "info/v2/container.go", "info/v2/machine.go"
+# Where master keeps what v0.56.2 had in each file (info/v1 and part of info/v2 are now aliases
+# of lib/model), and the structs it renamed.
+MASTER_FILES = {V1: ("lib/model/container.go",), V1M: ("lib/model/machine.go",),
+                V2: ("info/v2/container.go", "lib/model/projection.go"), V2M: ("lib/model/projection.go",)}
+MASTER_RENAMED = {(V1M, "FsInfo"): "FilesystemInfo"}
 
 # oomtrace type -> (Go file, Go struct)
 MODEL: dict[type, tuple[str, str]] = {
@@ -82,14 +90,14 @@ MODEL: dict[type, tuple[str, str]] = {
 _INT = {"int", "int32", "int64", "uint", "uint32", "uint64", "uint8", "int8", "uint16", "int16"}
 
 
-def _go_structs() -> dict[str, dict[str, list[dict[str, Any]]]]:
-    return dict(json.loads(DATA.read_text())["files"])
+def _table(path: Path = DATA) -> dict[str, Any]:
+    return dict(json.loads(path.read_text()))
 
 
-def _kind(go_type: str) -> str:
+def _kind(go_type: str, named: dict[str, str]) -> str:
     """What a Go type is, in the terms a Python annotation can be compared with."""
     t = go_type.lstrip("*")
-    t = json.loads(DATA.read_text())["named_types"].get(t, t)  # type EventType string
+    t = named.get(t, t)  # type EventType string
     if t in _INT:
         return "int"
     if t in ("float64", "float32"):
@@ -121,9 +129,11 @@ def _py(cls: type, f: dataclasses.Field[Any]) -> tuple[str, bool]:
     return kinds.get(origin, "struct"), optional
 
 
-def _differences(cls: type, go_file: str, go_struct: str) -> set[str]:
-    go = {g["json"]: g for g in _go_structs()[go_file][go_struct] if not g["inline"] and not g["skip"]}
-    go_inline = [g for g in _go_structs()[go_file][go_struct] if g["inline"]]
+def _differences(cls: type, go_file: str, go_struct: str, table: dict[str, Any] | None = None) -> set[str]:
+    table = table or _table()
+    fields = table["files"][go_file][go_struct]
+    go = {g["json"]: g for g in fields if not g["inline"] and not g["skip"]}
+    go_inline = [g for g in fields if g["inline"]]
     found: set[str] = set()
     seen: set[str] = set()
     for f in dataclasses.fields(cls):
@@ -143,7 +153,7 @@ def _differences(cls: type, go_file: str, go_struct: str) -> set[str]:
         if bool(f.metadata.get("omitempty")) != g["omitempty"]:
             found.add(f"{name}: omitempty {bool(f.metadata.get('omitempty'))} (Go {g['omitempty']})")
         kind, optional = _py(cls, f)
-        if kind != _kind(g["type"]):
+        if kind != _kind(g["type"], table["named_types"]):
             found.add(f"{name}: {kind} (Go {g['type']})")
         pointer = bool(f.metadata.get("pointer"))  # what to_json's omitempty goes by
         if pointer != optional:
@@ -155,20 +165,35 @@ def _differences(cls: type, go_file: str, go_struct: str) -> set[str]:
     return found
 
 
-# Known differences, by type: each one is either oomtrace's documented choice (docs/stats.md) or
-# a gap of issue 11 not closed yet. Keep this list short by closing gaps, not by adding to it.
+# Known differences from v0.56.2, by type: each one is either a field of cAdvisor master
+# (test_differences_are_masters_fields checks it against master's tags) or oomtrace's documented
+# choice (docs/stats.md). Keep this list short by closing gaps, not by adding to it.
+_MASTER_MEMORY = ("file_dirty", "file_writeback", "pgscan", "pgsteal", "workingset_refault_file",
+                  "workingset_refault_anon", "events")  # events: master's memory.events, oomtrace has more of it
 KNOWN: dict[str, set[str]] = {
-    # cAdvisor master's memory.events (lib/model: Events, omitempty); v0.56.2 has none. oomtrace
-    # keeps it: memory.events is how a v2 OOM shows before the kill.
-    "MemoryStats": {"events: not in cAdvisor"},
-    # cAdvisor master's OomKillEventData.Constraint (json "constraint"); v0.56.2 has none.
-    "OomKillEventData": {"constraint: not in cAdvisor"},
+    "MemoryStats": {f"{name}: not in cAdvisor" for name in _MASTER_MEMORY},
+    "ContainerSpec": {"start_time: not in cAdvisor"},  # master: the runtime's start (docker, containerd)
+    "ContainerSpecV2": {"start_time: not in cAdvisor"},
+    "OomKillEventData": {"constraint: not in cAdvisor"},  # master's OOM constraint
     # v1 parts that were not collected are None and left out, as cAdvisor master's pointers
     # (lib/model ContainerStats *CpuStats …); v0.56.2 writes them as zero structs.
     "ContainerStats": {f"{p}: None-able (Go {t})" for p, t in (
         ("cpu", "CpuStats"), ("diskio", "DiskIoStats"), ("memory", "MemoryStats"),
         ("network", "NetworkStats"), ("processes", "ProcessStats"))},
 }
+# Known differences from master: oomtrace's choices.
+KNOWN_MASTER: dict[str, set[str]] = {
+    "ContainerStats": {"cpu_inst: missing"},  # master's v1 stats carry cpu_inst too; oomtrace's v2 stats have it
+    # memory.events as the kernel has it (master: high and max only): how a v2 OOM shows before the kill
+    "MemoryEvents": {"low: not in cAdvisor", "oom: not in cAdvisor", "oom_kill: not in cAdvisor"},
+}
+
+
+def _master(go_file: str, go_struct: str) -> tuple[str, str]:
+    """Where master keeps the struct v0.56.2 had as GO_STRUCT in GO_FILE."""
+    name = MASTER_RENAMED.get((go_file, go_struct), go_struct)
+    files = _table(MASTER_DATA)["files"]
+    return next(f for f in MASTER_FILES[go_file] if name in files.get(f, {})), name
 
 
 @pytest.mark.parametrize("cls", list(MODEL), ids=lambda c: c.__name__)
@@ -177,10 +202,30 @@ def test_model_matches_cadvisor_tags(cls: type) -> None:
     assert _differences(cls, go_file, go_struct) == KNOWN.get(cls.__name__, set())
 
 
+@pytest.mark.parametrize("cls", [*MODEL, model.MemoryEvents], ids=lambda c: c.__name__)
+def test_model_matches_cadvisor_master(cls: type) -> None:
+    go_file, go_struct = MODEL.get(cls, (V1, "MemoryEvents"))  # MemoryEvents is master's only
+    assert _differences(cls, *_master(go_file, go_struct), _table(MASTER_DATA)) == KNOWN_MASTER.get(cls.__name__, set())
+
+
+def test_differences_are_masters_fields() -> None:
+    """Each field that differs from v0.56.2 is in master, tagged as oomtrace's is."""
+    master = _table(MASTER_DATA)
+    for cls, (go_file, go_struct) in MODEL.items():
+        differing = {d.split(":")[0] for d in KNOWN.get(cls.__name__, set())}
+        if not differing:
+            continue
+        master_file, master_struct = _master(go_file, go_struct)
+        tagged = {g["json"] for g in master["files"][master_file][master_struct]}
+        assert differing <= tagged, (cls.__name__, differing - tagged)
+        assert not {d for d in _differences(cls, master_file, master_struct, master)
+                    if d.split(":")[0] in differing}, cls.__name__
+
+
 def test_every_model_type_is_checked() -> None:
     exported = {getattr(model, n) for n in model.__all__}
     dataclass_types = {t for t in exported if isinstance(t, type) and dataclasses.is_dataclass(t)}
-    # The request types are Go method arguments, never JSON; MemoryEvents is oomtrace's addition.
+    # The request types are Go method arguments, never JSON; MemoryEvents is master's only (checked there).
     unchecked = {model.ContainerInfoRequest, model.EventRequest, model.RequestOptions, model.MemoryEvents}
     assert dataclass_types - unchecked == set(MODEL)
 
@@ -192,3 +237,7 @@ def test_data_is_from_the_pinned_revision() -> None:
     # A struct the extractor must have read correctly, else every comparison above is hollow.
     inodes_free = next(g for g in data["files"][V2]["FsInfo"] if g["json"] == "inodes_free")
     assert (inodes_free["type"], inodes_free["omitempty"], inodes_free["pointer"]) == ("*uint64", True, True)
+    master = json.loads(MASTER_DATA.read_text())
+    assert master["commit"] == "6a0c4f2539a8b1c11215804dee404c06fe3e0218"
+    start = next(g for g in master["files"]["lib/model/container.go"]["ContainerSpec"] if g["json"] == "start_time")
+    assert (start["type"], start["omitempty"]) == ("time.Time", True)

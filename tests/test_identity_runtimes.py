@@ -7,9 +7,9 @@ container that dies at once keeps its name."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,15 +30,9 @@ LIMIT = ["-m", "32m", "--memory-swap", "32m"]
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    # short: unix socket paths must stay under 108 bytes
-    d = Path(f"/tmp/oomtrace-rt-{os.getpid()}")
-    d.mkdir(exist_ok=True)
-    before = rt.cgroups_present()
-    yield d
-    rt.unmount_below(d)
-    rt.remove_new_cgroups(before)
-    shutil.rmtree(d, ignore_errors=True)
+def base() -> Iterator[Path]:
+    with rt.runtime_base("rt") as d:
+        yield d
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,10 @@ def test_v2_stats_of_a_working_container():
         writes = sum(d.stats["Write"] for d in latest.diskio.io_service_bytes)
         assert writes >= 16 * MiB, latest.diskio
         assert latest.processes.threads_current >= 1 and latest.processes.threads_max == 50
+        # memory.numa_stat (5.8+), bytes turned into pages: the 64 MiB written are anon somewhere
+        numa = latest.memory.container_data.numa_stats
+        assert sum(numa.anon.values()) * os.sysconf("SC_PAGE_SIZE") >= 64 * MiB, numa
+        assert 0 < spec.creation_time <= time.time()
         rates = [s.cpu_inst.usage.total for s in info.stats[-4:] if s.cpu_inst is not None]
         assert rates and max(rates) <= 0.3e9  # never above the 0.2-core quota by much
     finally:

@@ -21,15 +21,22 @@ T = TypeVar("T")
 _OUTPUT = click.option("--output", type=click.Choice(("table", "json")), default="table", show_default=True)
 
 
-def _sampled(network: bool, interval: float, ask: Callable[[Interface], T], resolver_config=None) -> T:
+_PROCESS_COUNTS = click.option("--process-counts/--no-process-counts", default=False, show_default=True,
+                                help="count each container's open files and sockets (fd_count, socket_count): "
+                                     "a walk of /proc/PID/fd, as cAdvisor's process metrics")
+
+
+def _sampled(network: bool, interval: float, ask: Callable[[Interface], T], resolver_config=None,
+             process_counts: bool = False, say: bool = False) -> T:
     """A Manager's first sample, a second one INTERVAL later (CPU rates need two), then ASK it.
-    The containers are named by the runtimes (tracer.identity) while the interval passes."""
+    The containers are named by the runtimes (tracer.identity) while the interval passes.
+    SAY: tell on stderr about the process counts (for a table; JSON's readers have the docs)."""
     from tracer.identity import Resolver
     from tracer.stats.manager import Manager, ManagerConfig
 
     resolver = Resolver(resolver_config)
     resolver.start()
-    m = Manager(ManagerConfig(network=network), workloads=resolver.lookup)
+    m = Manager(ManagerConfig(network=network, process_counts=process_counts), workloads=resolver.lookup)
     try:
         m.start(background=False)
         deadline = time.monotonic() + interval
@@ -41,6 +48,20 @@ def _sampled(network: bool, interval: float, ask: Callable[[Interface], T], reso
     finally:
         m.stop()
         resolver.close()
+        if say:
+            _say_process_counts(m, process_counts)
+
+
+def _say_process_counts(m, on: bool) -> None:
+    """On stderr: that fd_count and socket_count are 0 because they were not counted, or what
+    the bounds of the count skipped."""
+    if not on:
+        click.echo("# fd_count and socket_count were not counted (0): --process-counts counts them", err=True)
+        return
+    c = m.fd_counts
+    if c.skipped_pids or c.skipped_fds:
+        click.echo(f"# process counts bounded: {c.skipped_pids} processes and the links of {c.skipped_fds} "
+                   "descriptors were not walked", err=True)
 
 
 def _emit_json(value) -> None:
@@ -68,15 +89,16 @@ def machine(output: str) -> None:
 @click.option("--interval", type=POSITIVE_SECONDS, default=1.0, show_default=True,
               help="seconds between the two samples that give the CPU rate")
 @runtime_options
+@_PROCESS_COUNTS
 @_OUTPUT
 def containers(name: str, recursive: bool, interval: float, docker_sockets: tuple[str, ...],
-               containerd_states: tuple[str, ...], output: str) -> None:
+               containerd_states: tuple[str, ...], process_counts: bool, output: str) -> None:
     """Containers (cgroups) with their CPU rate, memory and limits, named by their runtimes."""
     from tracer.cli.tables import containers_table
 
     info = _sampled(False, interval,
                     lambda m: m.container_info_v2(name, RequestOptions(recursive=recursive, count=2, max_age=0)),
-                    resolver_config(docker_sockets, containerd_states))
+                    resolver_config(docker_sockets, containerd_states), process_counts, output == "table")
     if output == "json":
         _emit_json(info)
     else:
@@ -87,15 +109,17 @@ def containers(name: str, recursive: bool, interval: float, docker_sockets: tupl
 @click.argument("name")
 @click.option("--interval", type=POSITIVE_SECONDS, default=1.0, show_default=True)
 @runtime_options
+@_PROCESS_COUNTS
 @_OUTPUT
 def stats(name: str, interval: float, docker_sockets: tuple[str, ...], containerd_states: tuple[str, ...],
-          output: str) -> None:
+          process_counts: bool, output: str) -> None:
     """One container's spec and latest stats (info/v1 ContainerInfo with --output json)."""
     from tracer.cli.tables import stats_table
 
     info, v2 = _sampled(True, interval, lambda m: (
         m.get_requested_containers_info(name, RequestOptions(recursive=False, count=2, max_age=0))[name],
-        m.container_info_v2(name, RequestOptions(count=2))[name]), resolver_config(docker_sockets, containerd_states))
+        m.container_info_v2(name, RequestOptions(count=2))[name]), resolver_config(docker_sockets, containerd_states),
+        process_counts, output == "table")
     if output == "json":
         _emit_json(info)
     else:

@@ -54,9 +54,11 @@ def stats_v2(spec: ContainerSpec, prev: ContainerStats | None, cur: ContainerSta
         out.processes = cur.processes
     if spec.has_network and cur.network is not None:
         out.network = NetworkStatsV2(cur.network.interfaces)
-    if spec.has_filesystem and cur.filesystem:
-        out.filesystem = FilesystemStatsV2(sum(f.usage for f in cur.filesystem),
-                                           sum(f.base_usage for f in cur.filesystem),
-                                           sum(f.inodes - f.inodes_free for f in cur.filesystem))
+    if spec.has_filesystem and len(cur.filesystem) == 1:
+        # cAdvisor's rule: one filesystem or none (a container on several, or the root on more
+        # than one device, gets no v2 filesystem stats), and its inode "usage" is FsStats.Inodes:
+        # for a container the inodes its layer uses, for the root the filesystem's inode count.
+        only = cur.filesystem[0]
+        out.filesystem = FilesystemStatsV2(only.usage, only.base_usage, only.inodes)
     return out
 

@@ -11,8 +11,38 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tracer.errors import OomtraceError
 from tracer.kernel.mountinfo import Mount, parse_mountinfo
 from tracer.stats.model import FsInfo, FsInfoV2, FsStats
+
+# cAdvisor's labels (fs/fs.go), and oomtrace's for containerd, which cAdvisor does not label
+# (kubelet asks containerd over CRI, which answers its snapshotter's directory).
+ROOT, DOCKER_IMAGES, CRIO_IMAGES, CRIO_CONTAINERS = "root", "docker-images", "crio-images", "crio-containers"
+CONTAINERD_IMAGES = "containerd-images"
+_DOCKER_DRIVER_DIRS = ("devicemapper", "btrfs", "aufs", "overlay", "overlay2", "zfs")  # cAdvisor's list
+_SNAPSHOTTERS = ("overlayfs", "native", "btrfs", "zfs", "devmapper", "erofs")  # containerd's, overlayfs its default
+
+
+class NoImageFilesystem(OomtraceError):
+    """No container runtime's image filesystem was found (kubelet reports the same as an error)."""
+
+
+@dataclass(frozen=True)
+class RuntimeDirs:
+    """Where to ask the runtimes where their images are."""
+
+    docker_sockets: tuple[str, ...] = ("/var/run/docker.sock",)
+    crio_sockets: tuple[str, ...] = ("/var/run/crio/crio.sock",)
+    containerd_roots: tuple[str, ...] = ("/var/lib/containerd",)
+    timeout: float = 1.0  # seconds per socket step
+
+
+@dataclass(frozen=True)
+class ImageFs:
+    label: str  # DOCKER_IMAGES, CRIO_IMAGES or CONTAINERD_IMAGES
+    runtime_dir: str  # the runtime's root (Docker's DockerRootDir, CRI-O's storage root, containerd's root)
+    mount: Mount  # the filesystem labelled
+    containers: Mount | None = None  # CRI-O with a separate image store: its containers' filesystem
 
 _PSEUDO = {"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "debugfs", "tracefs", "securityfs",
            "pstore", "bpf", "configfs", "fusectl", "hugetlbfs", "autofs", "binfmt_misc", "nsfs", "rpc_pipefs",
@@ -47,14 +77,7 @@ def machine_filesystems(proc: Path = Path("/proc")) -> list[FsInfo]:
 
 def mount_of(path: str, proc: Path = Path("/proc")) -> Mount | None:
     """The mount holding PATH: the longest mount point that is a prefix of it."""
-    real = os.path.realpath(path)
-    best = None
-    for m in mounts(proc):
-        point = m.mountpoint.rstrip("/") or "/"
-        if (real == point or real.startswith(point.rstrip("/") + "/") or point == "/") and (
-                best is None or len(point) >= len(best.mountpoint)):
-            best = m
-    return best
+    return _holding(path, mounts(proc))
 
 
 def fs_info(path: str, proc: Path = Path("/proc"), labels: tuple[str, ...] = ()) -> FsInfoV2:
@@ -195,3 +218,113 @@ class DirUsageWalker:
                     self._paths[path] = time.monotonic()
             self._wake.wait(min(self.interval, 1.0))
             self._wake.clear()
+
+
+# --- the runtimes' image filesystems ------------------------------------------------------------
+
+def image_filesystem(dirs: RuntimeDirs, proc: Path = Path("/proc")) -> ImageFs:
+    """The image filesystem of the first runtime found: Docker (dockerd answers its socket),
+    CRI-O (crio answers its socket), containerd (its root directory). Raises NoImageFilesystem."""
+    found = mounts(proc)
+    for find in (_docker, _crio, _containerd):
+        fs = find(dirs, found)
+        if fs is not None:
+            return fs
+    raise NoImageFilesystem("no container runtime found: no dockerd on " + ", ".join(dirs.docker_sockets)
+                            + ", no crio on " + ", ".join(dirs.crio_sockets) + ", no containerd root in "
+                            + ", ".join(dirs.containerd_roots))
+
+
+def _ask(sockets: tuple[str, ...], url: str, timeout: float) -> dict | None:
+    """The JSON object a runtime's API answers on the first socket that answers, else None."""
+    from tracer.identity._docker import get_json
+    from tracer.identity.model import Unresolved
+
+    for sock in sockets:
+        try:
+            body = get_json(sock, url, timeout)
+        except Unresolved:
+            continue
+        if isinstance(body, dict):
+            return body
+    return None
+
+
+def _docker(dirs: RuntimeDirs, found: list[Mount]) -> ImageFs | None:
+    """cAdvisor's docker-images: of the mount points "/", DockerRootDir, its ancestors and its
+    driver directories, the longest that is mounted (docker info gives the root and driver)."""
+    info = _ask(dirs.docker_sockets, "/info", dirs.timeout)
+    if info is None or not info.get("Driver") or not info.get("DockerRootDir"):
+        return None
+    root = str(info["DockerRootDir"])
+    mount = _longest_of(_with_ancestors(root, [os.path.join(root, d) for d in _DOCKER_DRIVER_DIRS]), found)
+    return ImageFs(DOCKER_IMAGES, root, mount) if mount else None
+
+
+def _crio(dirs: RuntimeDirs, found: list[Mount]) -> ImageFs | None:
+    """cAdvisor's crio-images (and crio-containers when CRI-O keeps images in a store of their
+    own): the same rule over storage_root and storage_image from crio's /info."""
+    info = _ask(dirs.crio_sockets, "/info", dirs.timeout)
+    if info is None or not info.get("storage_root"):
+        return None
+    root, driver, store = str(info["storage_root"]), str(info.get("storage_driver") or ""), info.get("storage_image")
+    if not store:
+        mount = _longest_of(_with_ancestors(root, [os.path.join(root, driver + "-images")]), found)
+        return ImageFs(CRIO_IMAGES, root, mount) if mount else None
+    images = _longest_of(_with_ancestors(str(store), [os.path.join(str(store), driver + "-images")]), found)
+    containers = _longest_of(_with_ancestors(root, [os.path.join(root, driver + "-containers")]), found)
+    return ImageFs(CRIO_IMAGES, root, images, containers) if images else None
+
+
+def _containerd(dirs: RuntimeDirs, found: list[Mount]) -> ImageFs | None:
+    """containerd's snapshotter directory (what its CRI ImageFsInfo names, and kubelet then
+    asks cAdvisor's GetDirFsInfo about): the filesystem holding it."""
+    for root in dirs.containerd_roots:
+        if not os.path.isdir(root):
+            continue
+        path = next((p for p in (os.path.join(root, f"io.containerd.snapshotter.v1.{s}") for s in _SNAPSHOTTERS)
+                     if os.path.isdir(p)), root)
+        mount = _holding(path, found)
+        if mount is not None:
+            return ImageFs(CONTAINERD_IMAGES, root, mount)
+    return None
+
+
+def _with_ancestors(root: str, extra: list[str]) -> set[str]:
+    """"/", ROOT and every directory above it, and EXTRA: where cAdvisor looks for a mount."""
+    out = {"/", *extra}
+    path = os.path.normpath(root)
+    while path not in ("/", "."):
+        out.add(path)
+        path = os.path.dirname(path)
+    return out
+
+
+def _longest_of(candidates: set[str], found: list[Mount]) -> Mount | None:
+    """The mount whose mount point is one of CANDIDATES, the longest (cAdvisor's
+    updateContainerImagesPath); the last mounted where several share it."""
+    best = None
+    for m in found:
+        if m.mountpoint in candidates and (best is None or len(m.mountpoint) >= len(best.mountpoint)):
+            best = m
+    return best
+
+
+def _holding(path: str, found: list[Mount]) -> Mount | None:
+    real = os.path.realpath(path)
+    best = None
+    for m in found:
+        point = m.mountpoint.rstrip("/") or "/"
+        if (real == point or real.startswith(point.rstrip("/") + "/") or point == "/") and (
+                best is None or len(point) >= len(best.mountpoint)):
+            best = m
+    return best
+
+
+def existing_ancestor(path: str) -> str:
+    """PATH, or the nearest directory above it that exists: the filesystem a directory made
+    there (kubelet makes its root directory at start, MkdirAll) would be on."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and path != "/":
+        path = os.path.dirname(path)
+    return path

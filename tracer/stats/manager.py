@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tracer import defaults
-from tracer.stats import cgroups, filesystems, machine
+from tracer.stats import cgroups, filesystems, machine, processes
 from tracer.stats.cgroups import ContainerDirs, ContainerGone, Layout, StatsOptions, naming
 from tracer.stats.container_events import EventPolicy, EventStore, Watch, oom_events
 from tracer.stats.conversion import spec_v2, stats_v2
@@ -36,12 +36,14 @@ from tracer.stats.model import (
     FsInfoV2,
     MachineInfo,
     NetworkStats,
+    ProcessStats,
     RequestOptions,
     VersionInfo,
 )
 from tracer.stats.network import NetworkReader
 
 log = logging.getLogger("oomtrace.manager")
+_CREATED_MAX = 10_000  # cgroup_mkdir times kept for cgroups not discovered yet
 _LATEST, _OPTIONS, _ROOTS = ContainerInfoRequest(), RequestOptions(), machine.Roots()  # immutable defaults
 
 
@@ -55,7 +57,12 @@ class ManagerConfig:
     stats: StatsOptions = StatsOptions()
     network: bool = True
     events: EventPolicy = field(default_factory=EventPolicy)
-    images_dirs: tuple[str, ...] = ("/var/lib/containerd", "/var/lib/docker", "/var/lib/containers/storage")
+    kubelet_root: str = "/var/lib/kubelet"  # root_fs_info(): the filesystem of kubelet's --root-dir
+    runtimes: filesystems.RuntimeDirs = filesystems.RuntimeDirs()  # where images_fs_info() asks
+    # fd_count and socket_count of ProcessStats: a walk of /proc/<pid>/fd (cAdvisor's `process`
+    # metrics, off by default there too), bounded per container per sweep; 0 when off.
+    process_counts: bool = False
+    process_count_limits: processes.FdLimits = processes.FdLimits()
 
 
 @dataclass
@@ -66,6 +73,20 @@ class _Container:
     spec: ContainerSpec
     history: deque
     named: bool = False  # the runtime's names are in (a lookup may come up empty at first)
+    cgroup_time: float = 0.0  # the cgroup_mkdir event's time, else cAdvisor's rule (cgroups.creation_time)
+    runtime: str = ""  # the runtime that knows the container, once named
+    created: float = 0.0  # the runtime's creation and start times, when it gives them
+    started: float = 0.0
+    removed: bool = False  # the engine saw its rmdir: a cgroup_mkdir of the same name is a new container
+
+    def set_times(self) -> None:
+        """creation_time and start_time as cAdvisor master's handlers set them: Docker and
+        podman give the runtime's Created and StartedAt; containerd its CreatedAt, and the
+        cgroup's time as the start; anything else the cgroup's time and no start."""
+        by_runtime = self.runtime in ("docker", "podman", "containerd")
+        self.spec.creation_time = (self.created if by_runtime else 0.0) or self.cgroup_time
+        self.spec.start_time = (self.started if self.runtime in ("docker", "podman")
+                                else self.cgroup_time if self.runtime == "containerd" else 0.0)
 
     def reference(self) -> ContainerReference:
         return ContainerReference(self.identity.container_id, self.name, list(self.identity.aliases),
@@ -103,6 +124,8 @@ class Manager(Interface):
         self._machine: MachineInfo | None = None
         self._machine_at = 0.0
         self._engine_events = False
+        self._created: dict[str, float] = {}  # name → cgroup_mkdir time, until discovery adds it
+        self.fd_counts = processes.FdCounts()  # process_counts: all counted and skipped, over all sweeps
         self._listeners: list = []
         self._history_len = max(2, int(self.config.history_seconds / self.config.housekeeping_interval) + 1)
 
@@ -183,6 +206,8 @@ class Manager(Interface):
         identity = naming.identify(name)
         spec.labels = dict(identity.labels)
         c = _Container(name, dirs, identity, spec, deque(maxlen=self._history_len))
+        c.cgroup_time = self._created.pop(name, 0.0) or spec.creation_time
+        c.set_times()
         self._name(c)
         self._containers[name] = c
         return c
@@ -206,6 +231,12 @@ class Manager(Interface):
             aliases = tuple(a for a in (container.name, container.id) if a)
             c.identity = replace(c.identity, aliases=aliases or c.identity.aliases,
                                  namespace=container.runtime or c.identity.namespace)
+            c.runtime = container.runtime or ""
+            # Wall seconds, where the runtime's identity carries them (Docker's Created and
+            # State.StartedAt, containerd's CreatedAt); without them the cgroup's time stands.
+            c.created = float(getattr(container, "created", None) or 0.0)
+            c.started = float(getattr(container, "started", None) or 0.0)
+            c.set_times()
         if pod is not None:
             for key, value in (("io.kubernetes.pod.name", pod.name), ("io.kubernetes.pod.namespace", pod.namespace),
                                ("io.kubernetes.pod.uid", pod.uid), ("io.kubernetes.container.name", pod.container)):
@@ -231,6 +262,8 @@ class Manager(Interface):
                 gone.append(c.name)
                 continue
             self._add_network(c, stats)
+            if self.config.process_counts and stats.processes is not None:
+                self._count_fds(c, stats.processes)
             if c.name == "/":
                 stats.filesystem = filesystems.fs_stats(self.roots.proc)
             previous = c.history[-1] if c.history else None
@@ -248,6 +281,12 @@ class Manager(Interface):
         for listener in self._listeners:
             listener(now, changes)
         return SweepReport(len(targets) - len(gone), tuple(gone), time.monotonic() - t0)
+
+    def _count_fds(self, c: _Container, stats: ProcessStats) -> None:
+        counts = processes.count(cgroups.pids(c.dirs), self.config.process_count_limits, str(self.roots.proc))
+        stats.fd_count, stats.socket_count = counts.fds, counts.sockets
+        with self._lock:
+            self.fd_counts.add(counts)
 
     def _add_network(self, c: _Container, stats: ContainerStats) -> None:
         if self._network is None:
@@ -275,26 +314,72 @@ class Manager(Interface):
             self._engine_events = True
             event_type = "containerCreation" if kind == "cgroup_create" else "containerDeletion"
             self.events.add(Event(record.get("cgroup") or "/", stamp, event_type))
+            if self._reads_hierarchy(record):
+                self._cgroup_seen(record["cgroup"], stamp, kind == "cgroup_create")
             self._wake.set()
+
+    def _reads_hierarchy(self, record: dict) -> bool:
+        """Whether RECORD is of a whole cgroup path in a hierarchy oomtrace reads (cAdvisor's
+        rule looks at those directories only)."""
+        hierarchy = record.get("hierarchy") or ""
+        if not record.get("cgroup") or record.get("cgroup_truncated"):
+            return False
+        if hierarchy == "unified":
+            return any(v == 2 for v, _ in self.layout.controllers.values())
+        return any(self.layout.controllers.get(c, (0, ""))[0] == 1 for c in hierarchy.split(","))
+
+    def _cgroup_seen(self, name: str, stamp: float, made: bool) -> None:
+        """The engine's mkdir time is the cgroup's creation time (kernfs stamps the files
+        cAdvisor's rule reads when they are first looked up: seconds late). On v1 the earliest
+        hierarchy's counts. A cgroup made again after its rmdir is a new container."""
+        with self._lock:
+            c = self._containers.get(name)
+            if not made:
+                self._created.pop(name, None)
+                if c is not None:
+                    c.removed = True
+                return
+            if c is not None and c.removed:
+                self._containers.pop(name)  # discovery adds the new one, with a fresh spec
+                c = None
+            if c is not None:
+                if stamp < c.cgroup_time or not c.cgroup_time:
+                    c.cgroup_time = stamp
+                    c.set_times()
+                return
+            known = self._created.get(name)
+            self._created[name] = stamp if known is None else min(known, stamp)
+            while len(self._created) > _CREATED_MAX:  # cgroups never discovered (made and removed unseen)
+                self._created.pop(next(iter(self._created)))
 
     # --- the Interface -----------------------------------------------------------------------
 
     def container_info(self, name: str, request: ContainerInfoRequest = _LATEST) -> ContainerInfo:
-        c = self._get(name)
-        with self._lock:
-            children = [o.reference() for o in self._containers.values() if _parent(o.name) == c.name and o is not c]
-        return ContainerInfo(c.reference(), children, c.spec, _select(list(c.history), request))
+        return self._infos([self._get(name).name], request)[0]
 
     def subcontainer_info(self, name: str, request: ContainerInfoRequest = _LATEST
                           ) -> list[ContainerInfo]:
         """NAME and everything below it."""
-        return [self.container_info(n, request) for n in self._below(name)]
+        return self._infos(self._below(name), request)
 
     def get_requested_containers_info(self, name: str, options: RequestOptions = _OPTIONS
                                       ) -> dict[str, ContainerInfo]:
         names = self._requested(name, options)
-        request = ContainerInfoRequest(num_stats=options.count)
-        return {n: self.container_info(n, request) for n in names if n in self._containers}
+        infos = self._infos(names, ContainerInfoRequest(num_stats=options.count))
+        return {i.reference.name: i for i in infos}
+
+    def _infos(self, names: list[str], request: ContainerInfoRequest) -> list[ContainerInfo]:
+        """ContainerInfo of each of NAMES still known, children found in one pass over all
+        containers (not one pass per container: /metrics asks for all of them every sweep)."""
+        with self._lock:
+            wanted = {n: self._containers[n] for n in names if n in self._containers}
+            children: dict[str, list[ContainerReference]] = {n: [] for n in wanted}
+            for o in self._containers.values():
+                parent = _parent(o.name)
+                if parent in children and o.name != parent:
+                    children[parent].append(o.reference())
+        return [ContainerInfo(c.reference(), children[n], c.spec, _select(list(c.history), request))
+                for n, c in wanted.items()]
 
     def container_info_v2(self, name: str, options: RequestOptions = _OPTIONS) -> dict[str, ContainerInfoV2]:
         out = {}
@@ -332,17 +417,45 @@ class Manager(Interface):
         return machine.version_info(self.roots)
 
     def root_fs_info(self) -> FsInfoV2:
-        return filesystems.fs_info("/", self.roots.proc, labels=("root",))
+        """kubelet's RootFsInfo: GetDirFsInfo of its root directory. kubelet makes that directory
+        at start (MkdirAll), so where it does not exist (no kubelet here) the filesystem is the
+        one it would be made on: that of its nearest existing ancestor."""
+        return self._fs_info(filesystems.existing_ancestor(self.config.kubelet_root))
 
     def images_fs_info(self) -> list[FsInfoV2]:
-        return [filesystems.fs_info(self._runtime_dir(), self.roots.proc, labels=("images",))]
+        """The one image filesystem of the runtime found (cAdvisor's docker-images, crio-images;
+        containerd-images for containerd); NoImageFilesystem when there is none."""
+        image_fs = filesystems.image_filesystem(self.config.runtimes, self.roots.proc)
+        return [self._fs_info(image_fs.mount.mountpoint, image_fs)]
 
     def container_fs_info(self) -> FsInfoV2:
-        """The filesystem holding the runtime's writable layers (with containerd/docker: its root)."""
-        return filesystems.fs_info(self._runtime_dir(), self.roots.proc, labels=("containers",))
+        """The filesystem of the runtime's writable layers: its image filesystem, but CRI-O's
+        containers' where it keeps images in a store of their own; NoImageFilesystem without one."""
+        image_fs = filesystems.image_filesystem(self.config.runtimes, self.roots.proc)
+        return self._fs_info((image_fs.containers or image_fs.mount).mountpoint, image_fs)
+
+    def _fs_info(self, path: str, image_fs: filesystems.ImageFs | None = None) -> FsInfoV2:
+        """fs_info of PATH with the labels of its device, as cAdvisor's GetLabelsForDevice: root
+        for the device of /, the runtime's for the image (and CRI-O's containers') device.
+        IMAGE_FS: the runtime's, if already found; else looked for (none found: no label)."""
+        info = filesystems.fs_info(path, self.roots.proc)
+        if image_fs is None:
+            try:
+                image_fs = filesystems.image_filesystem(self.config.runtimes, self.roots.proc)
+            except filesystems.NoImageFilesystem:
+                pass
+        labelled = [(filesystems.ROOT, filesystems.mount_of("/", self.roots.proc))]
+        if image_fs is not None:
+            labelled.append((image_fs.label, image_fs.mount))
+            if image_fs.containers is not None:
+                labelled.append((filesystems.CRIO_CONTAINERS, image_fs.containers))
+        info.labels = sorted({label for label, m in labelled if m is not None and m.device == info.device})
+        return info
 
     def get_dir_fs_info(self, path: str) -> FsInfoV2:
-        return filesystems.fs_info(path, self.roots.proc)
+        """FsInfo of the filesystem holding PATH, with its device's labels (cAdvisor's
+        GetDirFsInfo); OSError if PATH is missing."""
+        return self._fs_info(path)
 
     def watch_events(self, request: EventRequest, queue_size: int = 1000) -> Watch:
         return self.events.watch(request, queue_size)
@@ -371,10 +484,6 @@ class Manager(Interface):
         if c is None:
             raise ContainerGone(f"unknown container {name!r}")
         return c
-
-    def _runtime_dir(self) -> str:
-        """The first container runtime's directory there is (images and layers), else /."""
-        return next((d for d in self.config.images_dirs if os.path.isdir(d)), "/")
 
     def _below(self, name: str) -> list[str]:
         prefix = name.rstrip("/") + "/"

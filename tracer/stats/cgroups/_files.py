@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 
-from tracer.stats.model import PSIData, PSIStats
+from tracer.stats.model import MemoryStats, PSIData, PSIStats
 
 MAX = 2**64 - 1  # what "max" means, as in cAdvisor (MaxUint64)
 _GONE = (errno.ENODEV, errno.ESRCH, errno.ENOENT)
@@ -84,6 +84,30 @@ def read_psi(path: str) -> PSIStats | None:
         elif kind == b"full":
             stats.full = psi
     return stats
+
+
+# memory.stat keys cAdvisor master copies as they are named, from either version (v1 has only
+# the workingset_refault ones, since 5.9, and then the cgroup's own, not total_): MemoryStats
+# has a field of each name.
+MEMORY_STAT_AS_IS = ("file_dirty", "file_writeback", "pgscan", "pgsteal", "workingset_refault_file",
+                     "workingset_refault_anon")
+
+
+def copy_as_is(st: dict[bytes, int], memory: MemoryStats) -> MemoryStats:
+    """MEMORY: with the MEMORY_STAT_AS_IS figures of a parsed memory.stat."""
+    for key in MEMORY_STAT_AS_IS:
+        setattr(memory, key, st.get(key.encode(), 0))
+    return memory
+
+
+def per_node(tokens: list[bytes]) -> dict[int, int]:
+    """memory.numa_stat's "N0=123 N1=45" → {0: 123, 1: 45}."""
+    out = {}
+    for token in tokens:
+        node, _, value = token.partition(b"=")
+        if node[:1] == b"N" and node[1:].isdigit() and value.isdigit():
+            out[int(node[1:])] = int(value)
+    return out
 
 
 def count_lines(path: str) -> int | None:

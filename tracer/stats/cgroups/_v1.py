@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tracer.stats.cgroups._files import MAX, count_lines, read, read_int, read_kv
+from tracer.stats.cgroups._files import MAX, copy_as_is, count_lines, per_node, read, read_int, read_kv
 from tracer.stats.model import (
     CpuCFS,
     CpuSpec,
@@ -13,6 +13,7 @@ from tracer.stats.model import (
     DiskIoStats,
     HugetlbStats,
     MemoryEvents,
+    MemoryNumaStats,
     MemorySpec,
     MemoryStats,
     MemoryStatsMemoryData,
@@ -67,7 +68,7 @@ def cpu_stats(cpu: str | None, cpuacct: str | None, per_cpu: bool) -> CpuStats:
     return stats
 
 
-def memory_stats(memory: str) -> MemoryStats:
+def memory_stats(memory: str, numa: bool = False) -> MemoryStats:
     st = read_kv(memory + "/memory.stat")
     # With use_hierarchy (always on since 5.x), total_* covers the subtree, as usage does.
     p = b"total_" if b"total_rss" in st else b""
@@ -77,7 +78,7 @@ def memory_stats(memory: str) -> MemoryStats:
     # local pgfault/pgmajfault, never total_*: for the root and any parent they differ.
     faults = MemoryStatsMemoryData(st.get(b"pgfault", 0), st.get(b"pgmajfault", 0))
     oom = read_kv(memory + "/memory.oom_control")
-    return MemoryStats(
+    stats = MemoryStats(
         usage=usage, max_usage=read_int(memory + "/memory.max_usage_in_bytes") or 0,
         cache=st.get(p + b"cache", 0), rss=st.get(p + b"rss", 0), swap=st.get(p + b"swap", 0),
         mapped_file=st.get(p + b"mapped_file", 0), working_set=max(usage - inactive, 0),
@@ -86,6 +87,29 @@ def memory_stats(memory: str) -> MemoryStats:
         kernel_usage=read_int(memory + "/memory.kmem.usage_in_bytes") or 0,
         container_data=faults, hierarchical_data=MemoryStatsMemoryData(faults.pgfault, faults.pgmajfault),
         events=MemoryEvents(oom_kill=oom.get(b"oom_kill", 0)))
+    copy_as_is(st, stats)
+    if numa:
+        stats.container_data.numa_stats, stats.hierarchical_data.numa_stats = numa_stats(memory)
+    return stats
+
+
+def numa_stats(memory: str) -> tuple[MemoryNumaStats, MemoryNumaStats]:
+    """memory.numa_stat: (the cgroup's own, its subtree's) pages per node of file, anon and
+    unevictable, as cAdvisor's memory_numa metrics read them ("file=85 N0=85",
+    "hierarchical_file=…")."""
+    own, subtree = MemoryNumaStats(), MemoryNumaStats()
+    for line in (read(memory + "/memory.numa_stat") or b"").splitlines():
+        head, *nodes = line.split()
+        key = head.partition(b"=")[0].decode()
+        target = subtree if key.startswith("hierarchical_") else own
+        key = key.removeprefix("hierarchical_")
+        if key in ("file", "anon", "unevictable"):
+            setattr(target, key, per_node(nodes))
+    return own, subtree
+
+
+def memory_migrate(cpuset: str) -> int:
+    return read_int(cpuset + "/cpuset.memory_migrate") or 0
 
 
 def process_stats(pids: str, cpu_or_any: str | None) -> ProcessStats:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tracer.stats.cgroups._files import MAX, count_lines, read, read_int, read_kv, read_psi
+import os
+
+from tracer.stats.cgroups._files import MAX, copy_as_is, count_lines, per_node, read, read_int, read_kv, read_psi
 from tracer.stats.model import (
     CpuCFS,
     CpuSpec,
@@ -11,6 +13,7 @@ from tracer.stats.model import (
     DiskIoStats,
     HugetlbStats,
     MemoryEvents,
+    MemoryNumaStats,
     MemorySpec,
     MemoryStats,
     MemoryStatsMemoryData,
@@ -53,7 +56,10 @@ def cpu_stats(d: str) -> CpuStats:
     return stats
 
 
-def memory_stats(d: str, root: bool) -> MemoryStats:
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_stats(d: str, root: bool, numa: bool = False) -> MemoryStats:
     st = read_kv(d + "/memory.stat")
     anon, file = st.get(b"anon", 0), st.get(b"file", 0)
     # The root has no memory.current: its usage is what memory.stat accounts, as in cAdvisor.
@@ -70,7 +76,22 @@ def memory_stats(d: str, root: bool) -> MemoryStats:
         events=MemoryEvents(events.get(b"low", 0), events.get(b"high", 0), events.get(b"max", 0),
                             events.get(b"oom", 0), events.get(b"oom_kill", 0)))
     stats.psi = read_psi(d + "/memory.pressure") or stats.psi
+    copy_as_is(st, stats)
+    if numa:
+        stats.container_data.numa_stats = numa_stats(d)  # hierarchical_data is the same: v2 has no local figures
     return stats
+
+
+def numa_stats(d: str) -> MemoryNumaStats:
+    """memory.numa_stat ("anon N0=bytes …"): file, anon and unevictable per node, in pages as
+    v1's file counts them (cAdvisor reads no NUMA figures on v2)."""
+    out = MemoryNumaStats()
+    for line in (read(d + "/memory.numa_stat") or b"").splitlines():
+        key, *nodes = line.split()
+        name = key.decode()
+        if name in ("file", "anon", "unevictable"):
+            setattr(out, name, {n: v // _PAGE for n, v in per_node(nodes).items()})
+    return out
 
 
 def process_stats(d: str) -> ProcessStats:

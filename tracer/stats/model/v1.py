@@ -160,6 +160,7 @@ class ProcessSpec:
 @dataclass(slots=True)
 class ContainerSpec:
     creation_time: float = json_time("creation_time", omitempty=True)
+    start_time: float = json_time("start_time", omitempty=True)  # cAdvisor master; 0 when the runtime gives none
     labels: dict[str, str] = json_field("labels", omitempty=True, factory=dict)
     envs: dict[str, str] = json_field("envs", omitempty=True, factory=dict)
     has_cpu: bool = json_field("has_cpu", False)
@@ -228,7 +229,7 @@ class CpuStats:
 
 
 @dataclass(slots=True)
-class MemoryNumaStats:  # bytes per NUMA node
+class MemoryNumaStats:  # pages per NUMA node, as memory.numa_stat (v1) counts them
     file: dict[int, int] = json_field("file", omitempty=True, factory=dict)
     anon: dict[int, int] = json_field("anon", omitempty=True, factory=dict)
     unevictable: dict[int, int] = json_field("unevictable", omitempty=True, factory=dict)
@@ -261,14 +262,22 @@ class MemoryStats:
     working_set: int = json_field("working_set")
     total_active_file: int = json_field("total_active_file")
     total_inactive_file: int = json_field("total_inactive_file")
+    # cAdvisor master: memory.stat file_dirty, file_writeback, pgscan, pgsteal (v2 keys; 0 on v1)
+    # and workingset_refault_file/_anon (v2, and v1 since 5.9: the cgroup's own, not total_).
+    file_dirty: int = json_field("file_dirty")
+    file_writeback: int = json_field("file_writeback")
+    pgscan: int = json_field("pgscan")
+    pgsteal: int = json_field("pgsteal")
+    workingset_refault_file: int = json_field("workingset_refault_file")
+    workingset_refault_anon: int = json_field("workingset_refault_anon")
     failcnt: int = json_field("failcnt")
     kernel_usage: int = json_field("kernel")
     container_data: MemoryStatsMemoryData = json_field("container_data", omitempty=True,
                                                        factory=MemoryStatsMemoryData)
     hierarchical_data: MemoryStatsMemoryData = json_field("hierarchical_data", omitempty=True,
                                                           factory=MemoryStatsMemoryData)
-    events: MemoryEvents = json_field("events", factory=MemoryEvents)
     psi: PSIStats = json_field("psi", factory=PSIStats)
+    events: MemoryEvents = json_field("events", omitempty=True, factory=MemoryEvents)  # a struct: never omitted
 
 
 @dataclass(slots=True)
