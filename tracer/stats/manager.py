@@ -41,6 +41,7 @@ from tracer.stats.model import (
     VersionInfo,
 )
 from tracer.stats.network import NetworkReader
+from tracer.stats.sharing import share_empty
 
 log = logging.getLogger("oomtrace.manager")
 _CREATED_MAX = 10_000  # cgroup_mkdir times kept for cgroups not discovered yet
@@ -266,6 +267,7 @@ class Manager(Interface):
                 self._count_fds(c, stats.processes)
             if c.name == "/":
                 stats.filesystem = filesystems.fs_stats(self.roots.proc)
+            share_empty(stats)
             previous = c.history[-1] if c.history else None
             c.history.append(stats)
             changes[c.name] = (previous, stats)
