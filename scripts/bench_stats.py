@@ -49,8 +49,9 @@ def remove_leftovers(layout: Layout) -> None:
         cg.remove()
 
 
-def recorded_paths(manager: Manager, names: list[str]) -> list[str]:
-    """The files one sweep opens, in order, recorded by wrapping os.open for that sweep."""
+def recorded(action) -> list[str]:
+    """The files ACTION opens, in order, recorded by wrapping os.open while it runs (the floor
+    of scripts/bench_stats.py and scripts/bench_recorder.py reads exactly these)."""
     seen: list[str] = []
     original = os.open
 
@@ -60,7 +61,7 @@ def recorded_paths(manager: Manager, names: list[str]) -> list[str]:
 
     os.open = recording
     try:
-        manager.sweep(names)
+        action()
     finally:
         os.open = original
     return seen
@@ -118,7 +119,7 @@ def run(layout: Layout, parent: Cgroup, names: list[str], repeat: int, options: 
     manager.start(background=False)
     ours = [n for n in manager.names() if n.startswith(parent.name + "/")]
     assert len(ours) == len(names), f"discovered {len(ours)} of {len(names)} cgroups"
-    paths = recorded_paths(manager, ours)
+    paths = recorded(lambda: manager.sweep(ours))
     gc.collect()
     sweeps, floors = [], []
     for _ in range(repeat):  # interleaved: noise hits both alike; best of each

@@ -127,7 +127,7 @@ def _strict(rec: dict) -> None:
 def test_schema_version_names_the_new_fields():
     from tracer.events.records import SCHEMA_VERSION
 
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6
 
 
 def test_strings_that_are_not_utf8_are_escaped_and_flagged(builder):

@@ -34,6 +34,10 @@ def workload(record: dict) -> str:
 
 
 def _details(record: dict) -> str:
+    if record.get("type") == "oom_report":  # its verdict, not its samples: oomtrace report shows them
+        from tracer.postmortem.analysis import analyse
+
+        return f"kill_id={text_value(record.get('kill_id'))} {printable(analyse(record).verdict)}"
     keys = _OOM_FIELDS if record.get("type") == "oom_kill" else [k for k in record if k not in _HIDDEN]
     return " ".join(f"{printable(str(k))}={_size(record[k]) if k in _SIZES else text_value(record[k])}"
                     for k in keys if record.get(k) is not None)

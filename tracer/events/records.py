@@ -16,13 +16,14 @@ from pathlib import Path
 from tracer.kernel.bpf_source import Layout
 from tracer.kernel.cgroupfs import CgroupResolver, kernel_text, unescape_kernel_text
 
-SCHEMA_VERSION = 5  # 4: container/pod identity (tracer/identity); 5: victim_source. docs/records.md
+SCHEMA_VERSION = 6  # 4: container/pod identity (tracer/identity); 5: victim_source; 6: oom_report. docs/records.md
 # Identity fields (tracer.identity.IdentitySink): on these record types, for these path fields.
 IDENTITY_FIELDS = {"oom_kill": ("container", "pod", "memcg_container", "memcg_pod"),
                    "cgroup_create": ("container", "pod"), "cgroup_delete": ("container", "pod"),
-                   "memory_pressure": ("container", "pod"), "container_stats": ("container", "pod")}
+                   "memory_pressure": ("container", "pod"), "container_stats": ("container", "pod"),
+                   "oom_report": ("container", "pod", "memcg_container", "memcg_pod")}  # copied from its kill
 RECORD_TYPES = ("start", "oom_kill", "cgroup_create", "cgroup_delete", "memory_pressure", "container_stats",
-                "lost", "error", "forward_status")
+                "lost", "error", "forward_status", "oom_report")
 _TYPE = "OT_EVENT_"
 ALWAYS_PASS = frozenset({"start", "lost", "error", "forward_status"})
 

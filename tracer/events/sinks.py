@@ -16,6 +16,7 @@ from tracer.events.records import IDENTITY_FIELDS, RecordFilter
 
 FORMATS = ("text", "json", "msgpack")
 _TEXT_SKIP = {"type", "time", "ktime_ns", "id", "node"}
+_REPORT_BULK = {"curves", "processes"}  # an oom_report's arrays
 # What a terminal would act on rather than show: C0 and C1 controls, DEL, and the Unicode
 # line separators and bidirectional overrides that reorder what follows them.
 # Lone surrogates (a name os read with surrogate escapes) show as the bytes they stand for.
@@ -116,6 +117,10 @@ def format_text(record: dict) -> str:
     head, skip = "", _TEXT_SKIP
     if kind == "oom_kill":
         head, skip = oom_sentence(record) + " | ", _TEXT_SKIP | set(identity)
+    elif kind == "oom_report":  # its verdict, not thousands of samples: oomtrace report shows them
+        from tracer.postmortem.analysis import analyse
+
+        head, skip = analyse(record).verdict + " | ", _TEXT_SKIP | set(identity) | _REPORT_BULK
     fields = " ".join(f"{k}={_identity_text(v) if k in identity else _text_value(v)}" for k, v in record.items()
                       if k not in skip and v is not None)
     return printable(f"{when} {kind:<15} {head}{fields}")  # one pass over the line
