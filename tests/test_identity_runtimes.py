@@ -328,6 +328,12 @@ def test_containers_and_stats_show_name_pod_image_and_labels(docker, containerd)
             manager.sweep()
             assert manager.docker_container(name).reference.name == f"/docker/{cid}"
             assert manager.docker_container(cid[:12]).reference.aliases == [name, cid]
+            # the runtime's creation and start time in the spec, as cAdvisor master's docker handler
+            spec = manager.container_info(f"/docker/{cid}").spec
+            inspected = json.loads(docker.cli("inspect", cid).stdout)[0]
+            assert abs(spec.start_time - _unix(inspected["State"]["StartedAt"])) < 1e-3
+            assert abs(spec.creation_time - _unix(inspected["Created"])) < 1e-3
+            assert spec.creation_time <= spec.start_time <= time.time()
         finally:
             manager.stop()
             resolver.close()
@@ -337,3 +343,12 @@ def test_containers_and_stats_show_name_pod_image_and_labels(docker, containerd)
         time.sleep(0.5)
         containerd.ctr("task", "delete", ctr_name, check=False)
         containerd.ctr("container", "delete", ctr_name, check=False)
+
+
+def _unix(rfc3339: str) -> float:
+    """Docker's time (nanoseconds, Z) in Unix seconds, by hand: what the resolver must get."""
+    import datetime
+
+    whole, _, fraction = rfc3339.rstrip("Z").partition(".")
+    stamp = datetime.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return stamp.timestamp() + (int(fraction[:9]) / 10 ** len(fraction[:9]) if fraction else 0.0)

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from tracer import defaults
+from tracer.cli.http_options import http_options, http_settings
 from tracer.cli.params import (
     ADDRESS,
     POSITIVE_SECONDS,
@@ -59,16 +60,25 @@ def main() -> None:
 @click.option("--identity/--no-identity", default=True, show_default=True,
               help="name the container and pod of each record from the runtimes (Docker, podman, containerd, "
                    "CRI-O)")
+@click.option("--recorder/--no-recorder", default=True, show_default=True,
+              help="keep the last minutes of every memory cgroup with a limit, and follow each oom_kill with an "
+                   "oom_report (its memory curve and processes; see oomtrace report)")
+@click.option("--recorder-minutes", type=click.FloatRange(0.5, 60), default=5.0, show_default=True,
+              help="minutes of history the recorder keeps per cgroup")
 @runtime_options
+@http_options
 def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, pressure_interval: float,
         cache_dir: Path, duration: float | None, node: str | None, forward, shared_key_file: Path | None,
         tls: bool, tls_ca: Path | None, spool_dir: Path, spool_max_mb: int, stats_interval: float,
-        identity: bool, docker_sockets: tuple[str, ...], containerd_states: tuple[str, ...]) -> None:
-    """Stream OOM kills, cgroup creation/deletion and memory pressure, one record per event."""
+        identity: bool, recorder: bool, recorder_minutes: float, docker_sockets: tuple[str, ...],
+        containerd_states: tuple[str, ...], **http) -> None:
+    """Stream OOM kills, cgroup creation/deletion and memory pressure, one record per event;
+    with --http, serve cAdvisor's REST API and Prometheus metrics too."""
     from tracer.agent import Agent, AgentConfig
     from tracer.events.engine import EngineConfig
     from tracer.forward.forwarder import ForwardConfig
     from tracer.kernel.doctor import RUN_NEEDS
+    from tracer.postmortem.recorder import RecorderConfig
 
     outputs = [] if (forward and output is None) else [make_sink(output or "text", sys.stdout, sys.stdout.buffer)]
     forward_config = None if forward is None else ForwardConfig(
@@ -78,14 +88,19 @@ def run(output: str | None, types: tuple[str, ...], cgroup_prefix: str | None, p
         engine=EngineConfig(cache_dir=cache_dir, pressure_interval=pressure_interval, node=node),
         record_filter=RecordFilter(frozenset(types) if types else None, cgroup_prefix),
         stats_interval=stats_interval, forward=forward_config, duration=duration,
-        identity=resolver_config(docker_sockets, containerd_states) if identity else None)
+        identity=resolver_config(docker_sockets, containerd_states) if identity else None,
+        recorder=RecorderConfig(minutes=recorder_minutes) if recorder else None,
+        **http_settings(**http))
     try:
         agent = Agent(config, outputs)
     except OomtraceError as e:  # e.g. a spool directory that cannot be made or written
         raise click.ClickException(str(e)) from e
     agent.stop_on_signals()
     try:
-        agent.start()
+        try:
+            agent.start()
+        except OomtraceError as e:  # e.g. --http on an address in use
+            raise click.ClickException(str(e)) from e
         agent.wait()
     finally:
         agent.close()
@@ -119,8 +134,9 @@ def _add_commands() -> None:
     from tracer.cli import stats
     from tracer.cli.collect import collect
     from tracer.cli.events import events
+    from tracer.cli.report import report
 
-    for command in (collect, events, stats.machine, stats.containers, stats.stats, stats.fs):
+    for command in (collect, events, report, stats.machine, stats.containers, stats.stats, stats.fs):
         main.add_command(command)
 
 

@@ -12,8 +12,10 @@ Docker-compatible API. Unversioned paths: dockerd and podman answer them at thei
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import json
+import re
 import socket
 from collections.abc import Mapping
 
@@ -110,7 +112,8 @@ def inspect(runtime: str, sock: str, container_id: str, timeout: float) -> Ident
         labels = _strings(config.get("Labels"))
         container = ContainerIdentity(
             runtime=runtime, id=str(body["Id"]), name=str(body.get("Name") or "").lstrip("/") or None,
-            image=_str(config.get("Image")), image_id=_str(body.get("Image")), labels=labels)
+            image=_str(config.get("Image")), image_id=_str(body.get("Image")), labels=labels,
+            created=_time(body.get("Created")), started=_time((body.get("State") or {}).get("StartedAt")))
     except (AssertionError, AttributeError, KeyError, TypeError) as e:
         raise Unresolved(GARBLED, detail=f"{runtime} inspect: {e!r}") from e
     return Identity(container, pod_from_labels(labels, POD_NAME, POD_NAMESPACE, POD_UID, CONTAINER_NAME))
@@ -122,6 +125,22 @@ def pod_from_labels(labels: Mapping[str, str], name: str, namespace: str, uid: s
     if not labels.get(name) or not labels.get(namespace):
         return None
     return PodIdentity(labels[name], labels[namespace], labels.get(uid) or None, labels.get(container) or None)
+
+
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def _time(value: object) -> float | None:
+    """Docker's RFC 3339 time with nanoseconds ("0001-01-01T00:00:00Z": never) in Unix seconds."""
+    if not isinstance(value, str) or value.startswith("0001-"):
+        return None
+    m = _RFC3339.match(value)
+    if m is None:
+        return None
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    whole = datetime.datetime.fromisoformat(m.group(1) + zone).timestamp()
+    digits = (m.group(2) or "")[:9]
+    return whole + (int(digits) / 10 ** len(digits) if digits else 0.0)
 
 
 def _str(value: object) -> str | None:

@@ -40,6 +40,10 @@ class ContainerIdentity:
     image: str | None = None  # as the container was created from it (name:tag, or a digest)
     image_id: str | None = None  # sha256:… where the runtime gives it
     labels: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # Unix seconds, where the runtime says (Docker, podman): the container spec's creation and
+    # start time (cAdvisor master's start_time). Not in records: the kill's own time is there.
+    created: float | None = field(default=None, compare=False)
+    started: float | None = field(default=None, compare=False)
 
     def to_record(self) -> dict:
         return {"runtime": self.runtime, "id": self.id, "name": self.name, "image": self.image,
