@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up oomtrace on Debian/Ubuntu: the distribution's BCC and bpftool, a venv that can see
 # that BCC (it is built for /usr/bin/python3 and is not on PyPI), the project with its test
-# and /usr/local/bin/oomtrace so that `sudo oomtrace run` works. What only the tests need,
-# scripts/test.sh installs.
+# and /usr/local/bin/oomtrace so that `sudo oomtrace run` works; matplotlib draws the charts
+# of `oomtrace report` and of the collector's page. What only the tests need, scripts/test.sh
+# installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -10,7 +11,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 export DEBIAN_FRONTEND=noninteractive
 as_root apt-get update -qq
 as_root apt-get install -y -qq --no-install-recommends \
-    python3 python3-venv python3-pip python3-bpfcc kmod mount >/dev/null
+    python3 python3-venv python3-pip python3-bpfcc kmod mount python3-matplotlib >/dev/null
 # bpftool turns the kernel's BTF into headers when the kernel ships none (Debian: bpftool;
 # Ubuntu: linux-tools for the running kernel).
 as_root apt-get install -y -qq --no-install-recommends bpftool >/dev/null 2>&1 ||

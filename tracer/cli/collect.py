@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from tracer import defaults
+from tracer.cli.http_options import http_config, web_options
 from tracer.cli.params import ADDRESS, DURATION, POSITIVE_SECONDS, shared_key, shared_key_option, tcp_address
 
 
@@ -50,12 +51,14 @@ from tracer.cli.params import ADDRESS, DURATION, POSITIVE_SECONDS, shared_key, s
               help="full: an acked record survives a power loss; normal: it survives a crash of the collector")
 @click.option("--max-frame-mb", type=click.IntRange(1), default=16, show_default=True,
               help="a larger frame closes its connection")
+@web_options
 @click.option("-v", "--verbose", is_flag=True, help="log every connection")
 def collect(db: Path, listen, shared_key_file: Path | None, tls_cert: Path | None, tls_key: Path | None,
             metrics, bind_node: bool, max_connections: int, idle_timeout: float, frame_timeout: float,
             frame_budget_mb: int, retain: float, retain_types: tuple[str, ...], synchronous: str, max_frame_mb: int,
-            verbose: bool) -> None:
-    """Receive records from agents (or stdin) and keep them in SQLite."""
+            verbose: bool, **web) -> None:
+    """Receive records from agents (or stdin) and keep them in SQLite; with --http, serve a
+    page of the OOM kills stored."""
     import asyncio
 
     from tracer.collect.collector import Collector, CollectorConfig
@@ -81,6 +84,7 @@ def collect(db: Path, listen, shared_key_file: Path | None, tls_cert: Path | Non
             raise click.ClickException(f"cannot open {db}: {e}") from e
         with collector:  # commits and closes the store on every way out
             sockets = [a for a in config.listen if a.kind != "stdin"]
+            page = _web(db, http_config(**web))
             try:
                 if metrics is not None:
                     _serve_metrics(collector, metrics)
@@ -93,6 +97,23 @@ def collect(db: Path, listen, shared_key_file: Path | None, tls_cert: Path | Non
                 raise click.ClickException(str(e)) from e
             except OSError as e:
                 raise click.ClickException(f"cannot listen: {e}") from e
+            finally:
+                if page is not None:
+                    page.close()
+
+
+def _web(db: Path, config):  # -> HttpServer | None: the page, started (its own thread)
+    if config is None:
+        return None
+    from tracer.collect.web import web_server
+    from tracer.errors import OomtraceError
+
+    try:
+        server = web_server(db, config)
+        server.start()
+    except OomtraceError as e:
+        raise click.ClickException(str(e)) from e
+    return server
 
 
 def _stdin_is_a_stream() -> bool:
