@@ -23,12 +23,26 @@ fi
 # its own dockerd, containerd and podman service; ctr comes with containerd, runc with both;
 # the local image is made from busybox-static). In CI they must be there; elsewhere those
 # tests say why they skip.
-runtimes="dockerd containerd ctr runc podman conmon"
+# mmdebstrap makes the base of the container image (tests/test_deploy_image.py).
+runtimes="dockerd containerd ctr runc podman conmon mmdebstrap"
 if ! (for p in $runtimes; do command -v "$p" >/dev/null || exit 1; done; [ -x /bin/busybox ]); then
-    pkgs="docker.io containerd runc podman conmon busybox-static"
+    pkgs="docker.io containerd runc podman conmon busybox-static mmdebstrap"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null ||
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null; } ||
         echo "test.sh: no container runtimes for the tests" >&2
+fi
+# A real Prometheus (Debian's 2.42) scrapes `run --http` in tests/test_serve_prometheus.py,
+# with promtool to check the exposition; the tests start and stop it themselves.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            prometheus >/dev/null; } || echo "test.sh: no prometheus for the tests" >&2
+fi
+# Debian's chromium renders the collector's web page in tests/test_collect_web.py (headless).
+if ! command -v chromium >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            chromium >/dev/null; } || echo "test.sh: no chromium for the tests" >&2
 fi
 lint() {
     .venv/bin/ruff check tracer tests scripts
