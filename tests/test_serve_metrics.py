@@ -151,3 +151,54 @@ def test_start_time_is_the_runtimes_start_when_known():
     info.spec.start_time = 1695000000.0
     text = ContainerMetrics().render([info], None, None).text
     assert "container_start_time_seconds{" in text and "} 1695000000\n" in text
+
+
+def test_units_as_cadvisor_writes_them():
+    """Nanoseconds, microseconds and milliseconds each become seconds: one value per family
+    whose getter scales (a lost /1e9 would show here)."""
+    from tracer.stats.model import (
+        CpuCFS,
+        DiskIoStats,
+        FsStats,
+        PerDiskStats,
+        PSIData,
+        PSIStats,
+    )
+
+    info = _info("/c", [5])
+    s = info.stats[-1]
+    s.cpu = CpuStats(usage=CpuUsage(total=3_000_000_000, user=2_000_000_000, system=1_000_000_000),
+                     cfs=CpuCFS(periods=10, throttled_periods=4, throttled_time=3_000_000_000, bursts_periods=2,
+                                burst_time=500_000_000),
+                     psi=PSIStats(full=PSIData(total=2_000_000), some=PSIData(total=4_000_000)))
+    s.diskio = DiskIoStats(io_service_time=[PerDiskStats("/dev/vda", 254, 0, {"Read": 4_000_000_000})],
+                           io_cost_usage=[PerDiskStats("/dev/vda", 254, 0, {"Count": 3_000_000})])
+    s.filesystem = [FsStats(device="/dev/vda", read_time=1500, weighted_io_time=250)]  # /proc/diskstats: ms
+    text = ContainerMetrics(MetricsOptions(disabled=frozenset({"percpu"}))).render([info], None, None).text
+
+    def value(name: str, extra: str = "") -> str:
+        line = next(x for x in text.splitlines() if x.startswith(name + "{") and extra in x)
+        return line.rsplit(" ", 2)[1]
+
+    assert value("container_cpu_user_seconds_total") == "2"
+    assert value("container_cpu_system_seconds_total") == "1"
+    assert value("container_cpu_usage_seconds_total") == "3"
+    assert value("container_cpu_cfs_throttled_seconds_total") == "3"
+    assert value("container_cpu_cfs_burst_seconds_total") == "0.5"
+    assert value("container_cpu_cfs_throttled_periods_total") == "4"
+    assert value("container_pressure_cpu_stalled_seconds_total") == "2"  # µs → s
+    assert value("container_pressure_cpu_waiting_seconds_total") == "4"
+    assert value("container_fs_read_seconds_total", 'device="/dev/vda"') == "4"  # the cgroup's ns first
+    reads = [x.rsplit(" ", 2)[1] for x in text.splitlines() if x.startswith("container_fs_read_seconds_total{")]
+    assert reads == ["4", "1.5"]  # then the filesystem's ms
+    assert value("container_fs_io_time_weighted_seconds_total") == "0.25"
+    assert value("container_fs_io_cost_usage_seconds_total") == "3"  # µs → s
+    assert value("container_memory_usage_bytes") == "100"
+
+
+def test_label_keys_that_collide_are_refused():
+    from tracer.serve.container_metrics import label_keys
+
+    assert label_keys(["team", "team", "app"]) == ("team", "app")
+    with pytest.raises(ValueError, match="'a.b' and 'a-b' would both be container_label_a_b"):
+        label_keys(["a.b", "a-b"])

@@ -50,9 +50,10 @@ def test_beyond_loopback_needs_credentials_and_basic_auth_needs_tls(tmp_path):
             check(SecurityConfig(), host)
     token = tmp_path / "token"
     token.write_text("t" * 32)
-    check(SecurityConfig(bearer_token_file=token), "0.0.0.0")
-    with pytest.raises(SecurityError, match="needs --http-tls-cert"):
-        check(SecurityConfig(htpasswd=tmp_path / "x"), "0.0.0.0")
+    for credentials in (SecurityConfig(bearer_token_file=token), SecurityConfig(htpasswd=tmp_path / "x")):
+        with pytest.raises(SecurityError, match="need --http-tls-cert"):  # a token in clear text, a password
+            check(credentials, "0.0.0.0")
+    check(SecurityConfig(bearer_token_file=token, tls_cert=tmp_path / "cert.pem"), "0.0.0.0")
     check(SecurityConfig(insecure=True), "0.0.0.0")
 
 

@@ -25,7 +25,8 @@ from tracer.cli.params import DURATION, POSITIVE_SECONDS
 @click.option("--limit", type=click.IntRange(1), default=1000, show_default=True, help="the newest N")
 @click.option("--output", type=click.Choice(("table", "json")), default="table", show_default=True)
 @click.option("--duration", type=POSITIVE_SECONDS, help="live: stop after this many seconds")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=defaults.CACHE_DIR, show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path, readable=False), default=defaults.CACHE_DIR,
+              show_default=True, help="live: the header cache (--db does not use it)")
 def events(db: Path | None, since: float | None, until: float | None, types: tuple[str, ...],
            cgroup_prefix: str | None, node: str | None, namespace: str | None, pod: str | None,
            container: str | None, image: str | None, limit: int, output: str, duration: float | None,

@@ -11,7 +11,8 @@ from tracer.cli.params import POSITIVE_SECONDS
 
 
 class HostPort(click.ParamType):
-    """HOST:PORT, [V6]:PORT or tcp://HOST:PORT; a port alone listens on loopback."""
+    """HOST:PORT, [V6]:PORT or tcp://HOST:PORT; a port alone (8080) listens on loopback, an
+    empty host (:8080) on every interface."""
 
     name = "host:port"
 
@@ -39,6 +40,15 @@ def _groups(ctx, param, value: str | None) -> frozenset[str]:
     if param.name == "enable_metrics" and names & NOT_COLLECTED:
         raise click.BadParameter(f"oomtrace does not collect {', '.join(sorted(names & NOT_COLLECTED))}", ctx, param)
     return names
+
+
+def _labels(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
+    from tracer.serve.container_metrics import label_keys
+
+    try:
+        return label_keys(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from e
 
 
 _FILE = click.Path(path_type=Path, dir_okay=False, exists=True)
@@ -82,7 +92,7 @@ def http_options(f):
                           "process, oom_event, pressure, …)  [default: percpu,memory_numa,cpuset,hugetlb]"),
         click.option("--enable-metrics", callback=_groups, metavar="GROUP,…",
                      help="metric groups to add to the default ones (e.g. percpu,hugetlb)"),
-        click.option("--metrics-label", "metrics_labels", multiple=True, metavar="KEY",
+        click.option("--metrics-label", "metrics_labels", multiple=True, metavar="KEY", callback=_labels,
                      help="also export container label KEY as container_label_KEY (repeatable; none by default)"),
         click.option("--docker-only", is_flag=True, help="/metrics: only Docker containers and the root"),
         click.option("--process-counts", is_flag=True,

@@ -16,8 +16,10 @@ import datetime
 import html
 import json
 import logging
+import threading
 import time
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor
 from importlib import resources
@@ -33,6 +35,7 @@ from tracer.serve.server import HttpServer
 log = logging.getLogger("oomtrace.web")
 PAGE_SIZE = 200  # kills on the list page; the API takes ?limit= up to MAX_LIMIT
 MAX_LIMIT = 5000
+CHARTS = 32  # charts kept drawn (~50 KB of SVG each)
 _SPANS = {"m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -72,6 +75,10 @@ class Web:
     def __init__(self, db: Path, work: Executor | None = None) -> None:
         self.db = db
         self.work = work  # the server's bounded pool
+        # pyplot keeps global state: one chart at a time; a kill's chart never changes, so the
+        # last CHARTS drawn are kept
+        self._draw = threading.Lock()
+        self._charts: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/", self.index), web.get("/kills/{id}", self.detail),
@@ -98,8 +105,10 @@ class Web:
             if row is None:
                 raise KeyError(rid)
             node, stamp = row
-            kill = next(r for r in reader.query(Query(types=("oom_kill",), node=node, since=stamp,
-                                                      until=stamp + 1e-3)) if r.get("id") == rid)
+            kill = next((r for r in reader.query(Query(types=("oom_kill",), node=node, since=stamp,
+                                                       until=stamp + 1e-3)) if r.get("id") == rid), None)
+            if kill is None:  # the row and its body disagree: as good as not there
+                raise KeyError(rid)
             report = next((r for r in reader.query(Query(types=("oom_report",), node=node, since=stamp - 60,
                                                          until=stamp + 600)) if r.get("kill_id") == rid), None)
         return kill, report
@@ -138,10 +147,21 @@ class Web:
         from tracer.postmortem import chart
 
         try:
-            body = await self._in_thread(chart.render, report, fmt)
+            body = await self._in_thread(self._chart, request.match_info["id"], report, fmt)
         except chart.ChartUnavailable as e:
             return _json({"error": f"no chart: {e}"}, 501)
         return web.Response(body=body, content_type="image/svg+xml" if fmt == "svg" else "image/png")
+
+    def _chart(self, rid: str, report: dict, fmt: str) -> bytes:
+        from tracer.postmortem import chart
+
+        with self._draw:
+            body = self._charts.get((rid, fmt))
+            if body is None:
+                body = self._charts[(rid, fmt)] = chart.render(report, fmt)
+                while len(self._charts) > CHARTS:
+                    self._charts.popitem(last=False)
+            return body
 
     # --- HTML ------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from tracer.serve.exposition import escape, header, number
 from tracer.stats.model import ContainerInfo, ContainerStats, MachineInfo, VersionInfo
@@ -38,6 +38,18 @@ _UNLIMITED = 1 << 62  # cAdvisor's maxMemorySize: a limit above it is written as
 def label_name(key: str) -> str:
     """A container label as cAdvisor names it: container_label_ + the key, invalid characters → _."""
     return _INVALID.sub("_", "container_label_" + key)
+
+
+def label_keys(keys: Iterable[str]) -> tuple[str, ...]:
+    """KEYS without repeats; ValueError when two become the same label name (a.b and a-b are
+    both container_label_a_b): a label named twice makes Prometheus refuse the whole scrape."""
+    chosen: dict[str, str] = {}
+    for key in keys:
+        name = label_name(key)
+        if chosen.get(name, key) != key:
+            raise ValueError(f"container labels {chosen[name]!r} and {key!r} would both be {name}")
+        chosen[name] = key
+    return tuple(chosen.values())
 
 
 @dataclass(frozen=True)
@@ -79,10 +91,12 @@ def _per_fs(attr: str, scale: float = 1.0) -> Callable[[ContainerStats], Values]
                       for f in s.filesystem)
 
 
-def _io(disk_attr: str, op: str, fs_attr: str | None, scale: float = 1.0) -> Callable[[ContainerStats], Values]:
-    """cAdvisor's ioValues: the cgroup's per-device figures, then the filesystems' own."""
+def _io(disk_attr: str, op: str, fs_attr: str | None, scale: float = 1.0,
+        fs_scale: float = 1.0) -> Callable[[ContainerStats], Values]:
+    """cAdvisor's ioValues: the cgroup's per-device figures, then the filesystems' own (their
+    times are /proc/diskstats' milliseconds, the cgroup's are nanoseconds)."""
     per_disk = _per_disk(disk_attr, op, scale) if disk_attr else None
-    per_fs = _per_fs(fs_attr, scale) if fs_attr else None
+    per_fs = _per_fs(fs_attr, fs_scale) if fs_attr else None
 
     def values(s: ContainerStats) -> Values:
         out: list[tuple[tuple[str, ...], float]] = []
@@ -152,7 +166,8 @@ def _f(name: str, help_text: str, kind: str, group: str | None, part: str,
 
 
 _C, _G = "counter", "gauge"
-_IO_TIME = 1e9  # ns → s
+_IO_TIME = 1e9  # the cgroup's I/O times: ns → s
+_FS_TIME = 1e3  # /proc/diskstats' times: ms → s (cAdvisor divides them by 1e9 too: its bug, not kept)
 FAMILIES: tuple[Family, ...] = (
     _f("container_cpu_user_seconds_total", "Cumulative user cpu time consumed in seconds.", _C, "cpu", "cpu",
        _one(lambda s: s.cpu.usage.user / 1e9)),  # type: ignore[union-attr]
@@ -215,7 +230,7 @@ FAMILIES: tuple[Family, ...] = (
     _f("container_fs_reads_merged_total", "Cumulative count of reads merged", _C, "diskIO", "timestamp",
        _io("io_merged", "Read", "reads_merged"), "device"),
     _f("container_fs_read_seconds_total", "Cumulative count of seconds spent reading", _C, "diskIO", "timestamp",
-       _io("io_service_time", "Read", "read_time", _IO_TIME), "device"),
+       _io("io_service_time", "Read", "read_time", _IO_TIME, _FS_TIME), "device"),
     _f("container_fs_writes_bytes_total", "Cumulative count of bytes written", _C, "diskIO", "timestamp",
        _io("io_service_bytes", "Write", None), "device"),
     _f("container_fs_writes_total", "Cumulative count of writes completed", _C, "diskIO", "timestamp",
@@ -225,13 +240,13 @@ FAMILIES: tuple[Family, ...] = (
     _f("container_fs_writes_merged_total", "Cumulative count of writes merged", _C, "diskIO", "timestamp",
        _io("io_merged", "Write", "writes_merged"), "device"),
     _f("container_fs_write_seconds_total", "Cumulative count of seconds spent writing", _C, "diskIO", "timestamp",
-       _io("io_service_time", "Write", "write_time", _IO_TIME), "device"),
+       _io("io_service_time", "Write", "write_time", _IO_TIME, _FS_TIME), "device"),
     _f("container_fs_io_current", "Number of I/Os currently in progress", _G, "diskIO", "timestamp",
        _io("io_queued", "Total", "io_in_progress"), "device"),
     _f("container_fs_io_time_seconds_total", "Cumulative count of seconds spent doing I/Os", _C, "diskIO",
-       "timestamp", _io("io_service_time", "Total", "io_time", _IO_TIME), "device"),
+       "timestamp", _io("io_service_time", "Total", "io_time", _IO_TIME, _FS_TIME), "device"),
     _f("container_fs_io_time_weighted_seconds_total", "Cumulative weighted I/O time in seconds", _C, "diskIO",
-       "timestamp", _io("", "", "weighted_io_time", _IO_TIME), "device"),
+       "timestamp", _io("", "", "weighted_io_time", fs_scale=_FS_TIME), "device"),
     _f("container_fs_io_cost_usage_seconds_total", "Cumulative IOCost usage in seconds", _C, "diskIO", "diskio",
        _per_disk("io_cost_usage", "Count", 1e6), "device"),
     _f("container_fs_io_cost_wait_seconds_total", "Cumulative IOCost wait in seconds", _C, "diskIO", "diskio",
@@ -328,11 +343,14 @@ def _memory_value(v: int) -> int:
 
 @dataclass
 class Rendered:
-    text: str
+    body: bytes  # the exposition, UTF-8
     containers: int
     dropped: int  # containers past MetricsOptions.max_containers
     seconds: float = 0.0
-    families: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
 
 
 class ContainerMetrics:
@@ -344,6 +362,7 @@ class ContainerMetrics:
         uncounted = () if options.process_counts else _COUNTED
         self.families = tuple(f if per_cpu or f.values is not _cpu_usage else replace(f, values=_cpu_total)
                               for f in FAMILIES if options.enabled(f.group) and f.name not in uncounted)
+        self.options = options = replace(options, label_allowlist=label_keys(options.label_allowlist))
         self._label_names = BASE_LABELS + tuple(label_name(k) for k in options.label_allowlist)
 
     def select(self, infos: Iterable[ContainerInfo]) -> tuple[list[ContainerInfo], int]:
@@ -379,11 +398,16 @@ class ContainerMetrics:
         self._spec(rows, out)
         latest = [(base, i.stats[-1]) for base, i in rows if i.stats]
         self._last_seen(latest, now, out)
+        # Encoded family by family: the peak is one family's lines (~1,000), not all ~40,000
+        # strings and their join and its encoding at once (MBs the allocator may keep).
+        body = bytearray("".join(out).encode())
         for fam in self.families:
-            self._family(fam, latest, out)
+            lines: list[str] = []
+            self._family(fam, latest, lines)
+            body += "".join(lines).encode()
         if machine is not None:
-            out.extend(machine_lines(machine))
-        return Rendered("".join(out), len(chosen), dropped, time.perf_counter() - t0)
+            body += "".join(machine_lines(machine)).encode()
+        return Rendered(bytes(body), len(chosen), dropped, time.perf_counter() - t0)
 
     @staticmethod
     def _spec(rows: Sequence[tuple[str, ContainerInfo]], out: list[str]) -> None:

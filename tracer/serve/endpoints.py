@@ -3,7 +3,6 @@ with oomtrace's own metrics after cAdvisor's."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
@@ -13,7 +12,7 @@ from tracer.serve.agent_metrics import AgentMetrics
 from tracer.serve.cache import MetricsCache
 from tracer.serve.config import HttpConfig
 from tracer.serve.exposition import CONTENT_TYPE
-from tracer.serve.rest import Rest
+from tracer.serve.rest import Busy, Rest, error
 from tracer.serve.server import HttpServer
 from tracer.stats.interface import Interface
 
@@ -31,14 +30,21 @@ class AgentEndpoints:
         self.rest.work = server.work
         return [web.get("/metrics", self._metrics), *self.rest.routes()]
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
         t0 = time.perf_counter()
-        work = self.server.work if self.server is not None else None
-        body = await asyncio.get_running_loop().run_in_executor(work, self.cache.body)
-        if self.agent_metrics is not None:
-            body += self.agent_metrics.render()
-        return web.Response(body=body + self._own(time.perf_counter() - t0).encode(),
-                            headers={"Content-Type": CONTENT_TYPE})
+        try:
+            body = await self.rest.run(self.cache.body)
+        except Busy:
+            return error(503, "busy: try the scrape again")
+        tail = (self.agent_metrics.render() if self.agent_metrics is not None else b"") + \
+            self._own(time.perf_counter() - t0).encode()
+        # The cached body as it is, then the tail: no 6 MB copy per scrape
+        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+        response.content_length = len(body) + len(tail)
+        await response.prepare(request)
+        await response.write(body)
+        await response.write(tail)
+        return response
 
     def _own(self, seconds: float) -> str:
         lines = [

@@ -14,6 +14,7 @@ import datetime
 import json
 import logging
 import posixpath
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -71,11 +72,20 @@ def parse_bool(value: str) -> bool | None:
     return True if value in _TRUE else False if value in _FALSE else None
 
 
+_RFC3339 = re.compile(r"^\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
+
+
 def parse_time(value: str, name: str) -> float:
+    """RFC 3339, as Go's time.Parse(time.RFC3339) takes it: a zone is required."""
+    if not _RFC3339.match(value):
+        raise BadRequest(f"invalid {name} {value!r}: RFC 3339 expected (e.g. 2026-11-28T12:00:00Z)")
+    fraction = re.search(r"\.(\d+)", value)
+    whole = re.sub(r"\.\d+", "", value).upper().replace("Z", "+00:00")
     try:
-        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError as e:
-        raise BadRequest(f"invalid {name} {value!r}: RFC 3339 expected") from e
+        stamp = datetime.datetime.fromisoformat(whole).timestamp()
+    except ValueError as e:  # 2026-02-30 and the like
+        raise BadRequest(f"invalid {name} {value!r}: {e}") from e
+    return stamp + (int(fraction.group(1)[:9]) / 10 ** len(fraction.group(1)[:9]) if fraction else 0.0)
 
 
 def event_request(query: Any, name: str) -> tuple[EventRequest, bool]:
@@ -257,8 +267,9 @@ class Rest:
             log.exception("%s %s failed", request.method, request.path)
             return error(500, f"internal error: {type(e).__name__}")
 
-    async def _json(self, fn: Callable[..., Any], *args: Any, status: int = 200) -> web.Response:
-        """FN(*ARGS) as a JSON response, worked out and encoded in the pool."""
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """FN(*ARGS) in the pool, once one of the limits.max_busy places is free (Busy when
+        none is within limits.wait_busy). /metrics goes through here too."""
         if self._busy is None:
             self._busy = asyncio.Semaphore(self.limits.max_busy)
         try:
@@ -266,9 +277,13 @@ class Rest:
         except asyncio.TimeoutError:
             raise Busy() from None
         try:
-            body = await asyncio.get_running_loop().run_in_executor(self.work, _encode, fn, args)
+            return await asyncio.get_running_loop().run_in_executor(self.work, fn, *args)
         finally:
             self._busy.release()
+
+    async def _json(self, fn: Callable[..., Any], *args: Any, status: int = 200) -> web.Response:
+        """FN(*ARGS) as a JSON response, worked out and encoded in the pool."""
+        body = await self.run(_encode, fn, args)
         return web.Response(body=body, status=status, content_type="application/json")
 
     # --- v1 ---------------------------------------------------------------------------------
@@ -376,6 +391,9 @@ class Rest:
 
     async def _v2_storage(self, request: web.Request, args: str, version: str) -> web.StreamResponse:
         label = request.query.get("label", "")
+        if request.query.get("uuid"):  # cAdvisor looks a filesystem up by its UUID; oomtrace keeps none
+            return error(404, f"no filesystem with uuid {request.query['uuid']!r}: oomtrace knows filesystems "
+                              "by label only")
 
         def found() -> list[FsInfoV2]:
             out = [f for f in self._filesystems() if not label or label in f.labels]

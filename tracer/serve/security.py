@@ -1,9 +1,9 @@
 """Who may talk to the agent's HTTP server: TLS, basic auth from an htpasswd file (bcrypt
 only), a bearer token file, and the rule that binds them to the address.
 
-Loopback needs none of them. Any other address needs credentials (basic or bearer), and basic
-auth needs TLS (a password in clear text on a network is no protection), unless the operator
-says --http-insecure: the choice is explicit, never a default.
+Loopback needs none of them. Any other address needs credentials (basic or bearer) and TLS
+(a password or a token in clear text on a network is no protection), unless the operator says
+--http-insecure: the choice is explicit, never a default.
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ def check(config: SecurityConfig, host: str) -> None:
     if config.htpasswd is None and config.bearer_token_file is None:
         raise SecurityError(f"--http {host}: an address beyond loopback needs --http-htpasswd or "
                             "--http-bearer-token-file (or --http-insecure to serve it open)")
-    if config.htpasswd is not None and config.tls_cert is None:
-        raise SecurityError(f"--http {host}: basic auth beyond loopback needs --http-tls-cert "
-                            "(or --http-insecure to send passwords in clear text)")
+    if config.tls_cert is None:  # a password or a token in clear text on a network protects nothing
+        raise SecurityError(f"--http {host}: credentials beyond loopback need --http-tls-cert "
+                            "(or --http-insecure to send them in clear text)")
 
 
 def tls_context(config: SecurityConfig) -> ssl.SSLContext | None:
@@ -110,13 +110,13 @@ class Authenticator:
     user costs a bcrypt too (of a dummy hash): the time taken does not tell which users exist."""
 
     CACHE = 64
-    _DUMMY = b"$2b$10$" + b"." * 53  # not a password's hash; checkpw on it takes a real check's time
 
     def __init__(self, config: SecurityConfig) -> None:
         self.users = read_htpasswd(config.htpasswd) if config.htpasswd else {}
         self.token = read_token(config.bearer_token_file) if config.bearer_token_file else None
         self._passed: OrderedDict[tuple[str, bytes], None] = OrderedDict()
         self._lock = threading.Lock()
+        self._dummy = _dummy_hash(self.users) if self.users else b""
 
     @property
     def required(self) -> bool:
@@ -155,7 +155,7 @@ class Authenticator:
 
         digest = self.users.get(user)
         try:
-            ok = bcrypt.checkpw(password, digest or self._DUMMY) and digest is not None
+            ok = bcrypt.checkpw(password, digest or self._dummy) and digest is not None
         except ValueError:  # a password past bcrypt's 72 bytes, or a damaged hash in the file
             return False
         if ok:
@@ -172,6 +172,15 @@ class Authenticator:
         scheme, _, value = header.partition(" ")
         # aiohttp hands over undecodable header bytes as surrogates: back to the bytes sent
         return scheme.lower(), value.strip().encode("utf-8", "surrogateescape")
+
+
+def _dummy_hash(users: dict[str, bytes]) -> bytes:
+    """A hash at the file's highest cost, of no password: checking an unknown user against it
+    takes as long as checking a known one (htpasswd -B makes cost 5; others 10 or 12)."""
+    import bcrypt
+
+    costs = [int(d.split(b"$")[2]) for d in users.values() if d.count(b"$") >= 3 and d.split(b"$")[2].isdigit()]
+    return bcrypt.hashpw(b"-", bcrypt.gensalt(rounds=max(costs, default=10)))
 
 
 def _basic(value: bytes) -> tuple[str, bytes] | None:
