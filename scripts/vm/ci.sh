@@ -9,7 +9,7 @@
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="${OOMTRACE_VM_WORK:-/tmp/oomtrace-vm-ci}"
-read -r -a suites <<<"${OOMTRACE_VM_SUITES:-bookworm bullseye trixie sid}"
+read -r -a suites <<<"${OOMTRACE_VM_SUITES-bookworm bullseye trixie sid}"  # "" runs none
 vagrant_suite="${OOMTRACE_VM_VAGRANT-bookworm}"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 export DEBIAN_FRONTEND=noninteractive

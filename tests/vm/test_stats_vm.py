@@ -7,7 +7,7 @@ import time
 
 from tests.cgroups import Cgroup
 from tests.kernel import oom_once
-from tracer.stats.cgroups import Layout
+from tracer.stats.cgroups import Layout, StatsOptions
 from tracer.stats.manager import Manager, ManagerConfig
 from tracer.stats.model import ContainerInfoRequest, RequestOptions
 
@@ -21,7 +21,8 @@ def test_v2_stats_of_a_working_container():
     layout = Layout.detect()
     assert {v for v, _ in layout.controllers.values()} == {2}, layout
     cg = Cgroup.create("vm-stats", layout, memory_max=str(256 * MiB), cpu_max="20000 100000", pids_max="50")
-    m = Manager(ManagerConfig(housekeeping_interval=1.0, network=False), layout=layout)
+    m = Manager(ManagerConfig(housekeeping_interval=1.0, network=False, stats=StatsOptions(numa=True)),
+                layout=layout)  # numa_stats: off by default, as in cAdvisor and kubelet
     proc = cg.spawn(WORK)
     try:
         m.start()
