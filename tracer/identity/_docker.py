@@ -12,10 +12,8 @@ Docker-compatible API. Unversioned paths: dockerd and podman answer them at thei
 
 from __future__ import annotations
 
-import datetime
 import http.client
 import json
-import re
 import socket
 from collections.abc import Mapping
 
@@ -31,6 +29,7 @@ from tracer.identity.model import (
     PodIdentity,
     Unresolved,
 )
+from tracer.stats.model import parse_rfc3339
 
 MAX_BODY = 4 << 20  # a container's inspect is a few KiB; more is not a runtime's answer
 # The kubelet's labels on a Docker container (dockershim, cri-dockerd)
@@ -127,20 +126,15 @@ def pod_from_labels(labels: Mapping[str, str], name: str, namespace: str, uid: s
     return PodIdentity(labels[name], labels[namespace], labels.get(uid) or None, labels.get(container) or None)
 
 
-_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
-
-
 def _time(value: object) -> float | None:
-    """Docker's RFC 3339 time with nanoseconds ("0001-01-01T00:00:00Z": never) in Unix seconds."""
+    """Docker's RFC 3339 time with nanoseconds in Unix seconds; None for none, its zero time
+    ("0001-01-01T00:00:00Z": never) or one that cannot be read."""
     if not isinstance(value, str) or value.startswith("0001-"):
         return None
-    m = _RFC3339.match(value)
-    if m is None:
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
         return None
-    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
-    whole = datetime.datetime.fromisoformat(m.group(1) + zone).timestamp()
-    digits = (m.group(2) or "")[:9]
-    return whole + (int(digits) / 10 ** len(digits) if digits else 0.0)
 
 
 def _str(value: object) -> str | None:

@@ -8,7 +8,7 @@ nanoseconds, trailing zeros trimmed, in JSON; sizes are bytes, CPU times nanosec
 cAdvisor. tests/test_cadvisor_conformance.py checks every type against cAdvisor's Go tags.
 """
 
-from tracer.stats.model._json import rfc3339, to_json
+from tracer.stats.model._json import parse_rfc3339, rfc3339, to_json
 from tracer.stats.model.events import (
     EVENT_TYPES,
     ContainerDeletionEventData,
@@ -135,6 +135,7 @@ __all__ = [
     "UdpStat",
     "UlimitSpec",
     "VersionInfo",
+    "parse_rfc3339",
     "rfc3339",
     "to_json",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 from dataclasses import field
 from typing import Any
 
@@ -34,6 +35,22 @@ def rfc3339(seconds: float) -> str:
     stamp = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
     fraction = f"{stamp.microsecond:06d}".rstrip("0")
     return stamp.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
+
+
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\d)[Tt](\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)$")
+
+
+def parse_rfc3339(text: str) -> float:
+    """rfc3339() read back, as Go's time.Parse(time.RFC3339) takes it: a zone is required, the
+    fraction may have up to 9 digits (nanoseconds). ValueError for anything else, an impossible
+    date (02-30) included."""
+    m = _RFC3339.match(text)
+    if m is None:
+        raise ValueError(f"{text!r} is not an RFC 3339 time (e.g. 2026-11-28T12:00:00Z)")
+    zone = "+00:00" if m.group(4) in ("Z", "z") else m.group(4)
+    whole = datetime.datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}{zone}").timestamp()
+    digits = (m.group(3) or "")[:9]
+    return whole + (int(digits) / 10 ** len(digits) if digits else 0.0)
 
 
 def _empty(v: Any, pointer: bool) -> bool:
