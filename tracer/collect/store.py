@@ -212,6 +212,17 @@ class _Database:
                 record["time_clamped"] = True
             yield record
 
+    def record(self, rid: str, kind: str | None = None) -> dict | None:
+        """The record with id RID (of type KIND), as query() gives it; None when there is none.
+        The id is a column; the record is read back from its node's rows at its time."""
+        sql = "SELECT node, time, type FROM records WHERE id = ?" + (" AND type = ?" if kind else "")
+        row = self.db.execute(sql + " ORDER BY time LIMIT 1", (rid, kind) if kind else (rid,)).fetchone()
+        if row is None:
+            return None
+        node, stamp, found = row
+        return next((r for r in self.query(Query(types=(found,), node=node, since=stamp, until=stamp + 1e-3))
+                     if r.get("id") == rid), None)
+
     def close(self) -> None:
         """Close the connection; again is a no-op (sqlite3's own close is idempotent)."""
         self.db.close()

@@ -99,19 +99,13 @@ class Web:
 
     def kill(self, rid: str) -> tuple[dict, dict | None]:
         """The kill RID and its oom_report (None when its agent sent none)."""
+        from tracer.postmortem.select import report_of
+
         with StoreReader(self.db) as reader:
-            row = reader.db.execute("SELECT node, time FROM records WHERE id = ? AND type = 'oom_kill' "
-                                    "ORDER BY time LIMIT 1", (rid,)).fetchone()
-            if row is None:
+            kill = reader.record(rid, "oom_kill")
+            if kill is None:
                 raise KeyError(rid)
-            node, stamp = row
-            kill = next((r for r in reader.query(Query(types=("oom_kill",), node=node, since=stamp,
-                                                       until=stamp + 1e-3)) if r.get("id") == rid), None)
-            if kill is None:  # the row and its body disagree: as good as not there
-                raise KeyError(rid)
-            report = next((r for r in reader.query(Query(types=("oom_report",), node=node, since=stamp - 60,
-                                                         until=stamp + 600)) if r.get("kill_id") == rid), None)
-        return kill, report
+            return kill, report_of(reader, kill)
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.work, fn, *args)

@@ -109,25 +109,28 @@ def _pressure_after(reader, report: dict) -> list[dict]:
 
 
 def _by_id(reader, rid: str, where: str) -> list[dict]:
-    """The report of kill RID (or the report RID itself). The kill's id is a column, its report's
-    kill_id is not: the report is looked for among the reports of the kill's node made from the
-    kill's time on (a report follows its kill within seconds)."""
-    from tracer.collect.store import Query
-
-    row = reader.db.execute("SELECT node, time, type FROM records WHERE id = ? ORDER BY time LIMIT 1",
-                            (rid,)).fetchone()
-    if row is None:
+    """The report of kill RID (or the report RID itself)."""
+    record = reader.record(rid)
+    if record is None:
         raise NoReport(f"no record with id {rid} in {where}")
-    node, stamp, kind = row
+    kind = record.get("type")
     if kind == "oom_report":
-        return [r for r in reader.query(Query(types=("oom_report",), node=node, since=stamp, until=stamp + 1e-3))
-                if r.get("id") == rid][:1] or _missing(rid, where, kind)
+        return [record]
     if kind != "oom_kill":
         raise NoReport(f"{rid} is a {kind} record in {where}, not an oom_kill or oom_report")
-    for report in reader.query(Query(types=("oom_report",), node=node, since=stamp - 60, until=stamp + 600)):
-        if report.get("kill_id") == rid:
-            return [report]
-    return _missing(rid, where, kind)
+    report = report_of(reader, record)
+    return [report] if report is not None else _missing(rid, where, kind)
+
+
+def report_of(reader, kill: dict) -> dict | None:
+    """The oom_report of KILL (a stored oom_kill), None when its agent sent none. Its kill_id is
+    not a column: it is looked for among the reports of the kill's node from a minute before
+    the kill to ten after (a report follows its kill within seconds)."""
+    from tracer.collect.store import Query
+
+    stamp = kill["time"]
+    return next((r for r in reader.query(Query(types=("oom_report",), node=kill.get("node"), since=stamp - 60,
+                                               until=stamp + 600)) if r.get("kill_id") == kill.get("id")), None)
 
 
 def _missing(rid: str, where: str, kind: str | None) -> list[dict]:
