@@ -8,7 +8,8 @@ import ctypes
 import logging
 import threading
 
-from tracer.serve.container_metrics import ContainerMetrics, Rendered
+from tracer.serve.container_metrics import MACHINE_SCRAPE_ERROR_HELP, SCRAPE_ERROR_HELP, ContainerMetrics, Rendered
+from tracer.serve.exposition import single
 from tracer.stats.interface import Interface
 from tracer.stats.model import ContainerInfo, RequestOptions
 
@@ -65,10 +66,8 @@ class MetricsCache:
         rendered = self.metrics.render(infos, machine, version)
         body, rendered.body = rendered.body, b""  # held once, in self._body
         self._last = rendered
-        tail = ("# HELP container_scrape_error 1 if there was an error while getting container metrics, 0 otherwise\n"
-                f"# TYPE container_scrape_error gauge\ncontainer_scrape_error {scrape_error}\n"
-                "# HELP machine_scrape_error 1 if there was an error while getting machine metrics, 0 otherwise.\n"
-                f"# TYPE machine_scrape_error gauge\nmachine_scrape_error {machine_error}\n")
+        tail = (single("container_scrape_error", SCRAPE_ERROR_HELP, "gauge", scrape_error) +
+                single("machine_scrape_error", MACHINE_SCRAPE_ERROR_HELP, "gauge", machine_error))
         del infos, rendered
         body += tail.encode()
         _trim()  # hand back to the system what the render freed (glibc keeps freed heap otherwise)

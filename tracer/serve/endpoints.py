@@ -11,7 +11,7 @@ from aiohttp import web
 from tracer.serve.agent_metrics import AgentMetrics
 from tracer.serve.cache import MetricsCache
 from tracer.serve.config import HttpConfig
-from tracer.serve.exposition import CONTENT_TYPE
+from tracer.serve.exposition import CONTENT_TYPE, single
 from tracer.serve.rest import Busy, Rest, error
 from tracer.serve.server import HttpServer
 from tracer.stats.interface import Interface
@@ -56,7 +56,7 @@ class AgentEndpoints:
              self.cache.render_seconds),
             ("oomtrace_metrics_scrape_seconds", "gauge", "Time this scrape took before these lines", seconds),
         ]
-        text = "".join(f"# HELP {n} {h}\n# TYPE {n} {t}\n{n} {v}\n" for n, t, h, v in lines)
+        text = "".join(single(n, h, t, v) for n, t, h, v in lines)
         return text + (self.server.counters() if self.server is not None else "")
 
 

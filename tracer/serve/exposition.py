@@ -39,3 +39,8 @@ def header(name: str, help_text: str, kind: str) -> str:
 def labels(pairs: Iterable[tuple[str, str]]) -> str:
     """`k1="v1",k2="v2"` (no braces), values escaped."""
     return ",".join(f'{k}="{escape(v)}"' for k, v in pairs)
+
+
+def single(name: str, help_text: str, kind: str, value: float | int) -> str:
+    """A family of one unlabelled sample."""
+    return f"{header(name, help_text, kind)}{name} {number(value)}\n"

@@ -29,6 +29,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from tracer.errors import OomtraceError
 from tracer.serve.config import HttpConfig
+from tracer.serve.exposition import single
 from tracer.serve.rest import error, parse_bool
 from tracer.serve.security import Authenticator, check, tls_context
 
@@ -237,7 +238,7 @@ class HttpServer:
             ("oomtrace_http_unauthorized_total", "Requests refused for missing or wrong credentials",
              self.unauthorized),
         ]
-        return "".join(f"# HELP {n} {h}\n# TYPE {n} counter\n{n} {v}\n" for n, h, v in lines)
+        return "".join(single(n, h, "counter", v) for n, h, v in lines)
 
 
 async def _as_json(handler: Callable, request: web.Request) -> web.StreamResponse:
