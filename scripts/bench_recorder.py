@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_stats import recorded  # noqa: E402
+from scripts.bench_stats import read_all, recorded  # noqa: E402
 from tests.cgroups import MEMORY, Cgroup  # noqa: E402
 from tracer.kernel.cgroupfs import cgroup_dirs  # noqa: E402
 from tracer.postmortem.recorder import FlightRecorder, RecorderConfig  # noqa: E402
@@ -98,16 +98,7 @@ def floor(paths: list[str], mount: str | None) -> None:
     if mount is not None:
         for _ in cgroup_dirs(mount):
             pass
-    for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.read(fd, 65536)
-        except OSError:
-            pass
-        os.close(fd)
+    read_all(paths)
 
 
 def bench_cost(recorder: FlightRecorder, mount: str, repeat: int) -> dict:

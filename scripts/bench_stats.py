@@ -67,17 +67,24 @@ def recorded(action) -> list[str]:
     return seen
 
 
-def floor(paths: list[str]) -> float:
-    t0 = time.process_time()
+def read_all(paths: list[str]) -> None:
+    """The floor: open, read and close each of PATHS, nothing else (a file gone is skipped)."""
     for path in paths:
         try:
             fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
+        except OSError:
             continue
         try:
             os.read(fd, 65536)
+        except OSError:
+            pass
         finally:
             os.close(fd)
+
+
+def floor(paths: list[str]) -> float:
+    t0 = time.process_time()
+    read_all(paths)
     return time.process_time() - t0
 
 
